@@ -1,0 +1,15 @@
+//! Database schema of the Bitesize server. The server applies these at start-up, so the same
+//! migrations run on the embedded SQLite file and on PostgreSQL.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_users_and_namespaces;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261125_000001_users_and_namespaces::Migration)]
+    }
+}

@@ -1,0 +1,166 @@
+//! Shipper configuration: a YAML file (the mounted ConfigMap) overlaid with `BITESIZE_*`
+//! environment variables (`__` separates nested keys, e.g. `BITESIZE_KAFKA__BROKERS`).
+//! Unknown keys and bad values are errors that name the key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Yaml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Directory of container log files named `<pod>_<namespace>_<container>-<id>.log`.
+    pub log_dir: PathBuf,
+    /// Where file positions are saved.
+    pub checkpoint_dir: PathBuf,
+    /// Cluster name added to every record.
+    pub cluster: Option<String>,
+    /// This node's name (`kubernetes.host`); defaults to the `NODE_NAME` environment variable.
+    pub node_name: Option<String>,
+    /// Kafka topic per namespace; `{namespace}` is replaced.
+    pub topic_template: String,
+    /// Longest message kept whole; longer ones are split into marked pieces.
+    pub max_line_bytes: usize,
+    /// How often files are checked for new lines when nothing was read.
+    pub poll_interval_ms: u64,
+    /// Records per batch handed from the tailer to the producer.
+    pub batch_records: usize,
+    /// Batches in flight between stages; bounds memory when Kafka is slow.
+    pub in_flight_batches: usize,
+    pub kafka: KafkaConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, `host:port[,host:port]`.
+    pub brokers: String,
+    /// `none`, `gzip`, `snappy`, `lz4` or `zstd`.
+    pub compression: String,
+    /// Create a namespace's topic when the first line for it appears.
+    pub create_topics: bool,
+    /// Partitions of topics the shipper creates.
+    pub topic_partitions: i32,
+    /// Extra librdkafka producer properties.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            log_dir: PathBuf::from("/var/log/containers"),
+            checkpoint_dir: PathBuf::from("/var/lib/bitesize-shipper"),
+            cluster: None,
+            node_name: None,
+            topic_template: bitesize_record::DEFAULT_TOPIC_TEMPLATE.to_owned(),
+            max_line_bytes: 1024 * 1024,
+            poll_interval_ms: 100,
+            batch_records: 2000,
+            in_flight_batches: 16,
+            kafka: KafkaConfig::default(),
+        }
+    }
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".to_owned(),
+            compression: "zstd".to_owned(),
+            create_topics: true,
+            topic_partitions: 1,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then the file (if given), then `BITESIZE_*` environment variables.
+    pub fn load(file: Option<&Path>) -> Result<Config> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(Error::Config(format!("config file {} does not exist", file.display())));
+            }
+            figment = figment.merge(Yaml::file(file));
+        }
+        figment = figment.merge(Env::prefixed("BITESIZE_").split("__"));
+        let mut config: Config = figment.extract().map_err(|e| Error::Config(e.to_string()))?;
+        if config.node_name.is_none() {
+            config.node_name = std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty());
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that serde cannot; each error names its key.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |key: &str, why: String| Err(Error::Config(format!("{key}: {why}")));
+        if let Err(e) = bitesize_record::topic_for(&self.topic_template, "probe") {
+            return bad("topic_template", e.to_string());
+        }
+        if self.max_line_bytes == 0 {
+            return bad("max_line_bytes", "must be greater than 0".into());
+        }
+        if self.batch_records == 0 {
+            return bad("batch_records", "must be greater than 0".into());
+        }
+        if self.in_flight_batches == 0 {
+            return bad("in_flight_batches", "must be greater than 0".into());
+        }
+        if self.kafka.brokers.trim().is_empty() {
+            return bad("kafka.brokers", "must not be empty".into());
+        }
+        if !matches!(self.kafka.compression.as_str(), "none" | "gzip" | "snappy" | "lz4" | "zstd") {
+            return bad(
+                "kafka.compression",
+                format!("{:?} is not one of none, gzip, snappy, lz4, zstd", self.kafka.compression),
+            );
+        }
+        if self.kafka.topic_partitions < 1 {
+            return bad("kafka.topic_partitions", "must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_yaml(yaml: &str) -> Result<Config> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shipper.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        Config::load(Some(&path))
+    }
+
+    #[test]
+    fn file_values_override_defaults() {
+        let config = load_yaml("log_dir: /logs\nkafka:\n  brokers: k:1\n").unwrap();
+        assert_eq!(config.log_dir, PathBuf::from("/logs"));
+        assert_eq!(config.kafka.brokers, "k:1");
+        assert_eq!(config.kafka.compression, "zstd");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = load_yaml("kafka:\n  brokerz: x\n").unwrap_err().to_string();
+        assert!(err.contains("brokerz"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_is_named() {
+        let err = load_yaml("max_line_bytes: lots\n").unwrap_err().to_string();
+        assert!(err.contains("max_line_bytes"), "{err}");
+        let err = load_yaml("kafka:\n  compression: brotli\n").unwrap_err().to_string();
+        assert!(err.contains("kafka.compression"), "{err}");
+        let err = load_yaml("topic_template: logs\n").unwrap_err().to_string();
+        assert!(err.contains("topic_template"), "{err}");
+    }
+}

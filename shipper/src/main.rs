@@ -1,0 +1,44 @@
+//! `bitesize-shipper`: the node agent binary.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "bitesize-shipper", version, about = "Ships container logs to Kafka")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Tail the log directory and ship every line to Kafka.
+    Run {
+        /// YAML config file; `BITESIZE_*` environment variables override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BITESIZE_LOG")
+                .unwrap_or_else(|_| "info,rdkafka=warn".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config } => {
+            let config = bitesize_shipper::Config::load(config.as_deref())?;
+            let shutdown = Arc::new(AtomicBool::new(false));
+            bitesize_shipper::stop_on_signal(shutdown.clone());
+            bitesize_shipper::run(config, shutdown).await?;
+        }
+    }
+    Ok(())
+}

@@ -37,7 +37,11 @@ impl MigrationTrait for Migration {
                             .primary_key(),
                     )
                     .col(ColumnDef::new(Users::Name).string().not_null().unique_key())
-                    .col(ColumnDef::new(Users::CreatedAt).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(Users::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -46,7 +50,12 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(Namespaces::Table)
                     .if_not_exists()
-                    .col(ColumnDef::new(Namespaces::Name).string().not_null().primary_key())
+                    .col(
+                        ColumnDef::new(Namespaces::Name)
+                            .string()
+                            .not_null()
+                            .primary_key(),
+                    )
                     .col(ColumnDef::new(Namespaces::Topic).string().not_null())
                     .col(
                         ColumnDef::new(Namespaces::CreatedAt)
@@ -59,7 +68,11 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(Namespaces::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(Users::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(Namespaces::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(Users::Table).to_owned())
+            .await
     }
 }

@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use naming::{namespace_from_topic, topic_for, validate_namespace, validate_topic, DEFAULT_TOPIC_TEMPLATE};
+pub use naming::{
+    namespace_from_topic, topic_for, validate_namespace, validate_topic, DEFAULT_TOPIC_TEMPLATE,
+};
 
 /// Errors of this crate: names that break Kubernetes or Kafka rules, records that do not decode.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -20,7 +22,10 @@ pub enum Error {
     #[error("invalid topic {name:?}: {reason}")]
     InvalidTopic { name: String, reason: &'static str },
     #[error("invalid topic template {template:?}: {reason}")]
-    InvalidTemplate { template: String, reason: &'static str },
+    InvalidTemplate {
+        template: String,
+        reason: &'static str,
+    },
     #[error("record is not a JSON object: {0}")]
     Decode(String),
 }
@@ -161,12 +166,18 @@ mod tests {
 
     #[test]
     fn non_object_is_a_decode_error() {
-        assert!(matches!(Record::decode(b"plain text"), Err(Error::Decode(_))));
+        assert!(matches!(
+            Record::decode(b"plain text"),
+            Err(Error::Decode(_))
+        ));
     }
 
     #[test]
     fn non_object_json_log_has_no_fields() {
-        let mut record = Record { log: "[1,2]".into(), ..Default::default() };
+        let mut record = Record {
+            log: "[1,2]".into(),
+            ..Default::default()
+        };
         record.merge_json_log();
         assert_eq!(record.fields, None);
     }

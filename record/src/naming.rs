@@ -7,14 +7,22 @@ pub const DEFAULT_TOPIC_TEMPLATE: &str = "logs.{namespace}";
 
 /// Checks that `name` is a Kubernetes namespace name: a DNS-1123 label.
 pub fn validate_namespace(name: &str) -> Result<()> {
-    let fail = |reason| Err(Error::InvalidNamespace { name: name.to_owned(), reason });
+    let fail = |reason| {
+        Err(Error::InvalidNamespace {
+            name: name.to_owned(),
+            reason,
+        })
+    };
     if name.is_empty() {
         return fail("empty");
     }
     if name.len() > 63 {
         return fail("longer than 63 characters");
     }
-    if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
         return fail("only lowercase letters, digits and '-' are allowed");
     }
     if name.starts_with('-') || name.ends_with('-') {
@@ -25,7 +33,12 @@ pub fn validate_namespace(name: &str) -> Result<()> {
 
 /// Checks that `name` is a legal Kafka topic name.
 pub fn validate_topic(name: &str) -> Result<()> {
-    let fail = |reason| Err(Error::InvalidTopic { name: name.to_owned(), reason });
+    let fail = |reason| {
+        Err(Error::InvalidTopic {
+            name: name.to_owned(),
+            reason,
+        })
+    };
     if name.is_empty() {
         return fail("empty");
     }
@@ -35,7 +48,10 @@ pub fn validate_topic(name: &str) -> Result<()> {
     if name.len() > 249 {
         return fail("longer than 249 characters");
     }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
         return fail("only ASCII letters, digits, '.', '_' and '-' are allowed");
     }
     Ok(())
@@ -72,14 +88,26 @@ mod tests {
         for good in ["shop", "payments-eu", "a", "k8s-1"] {
             assert_eq!(validate_namespace(good), Ok(()), "{good}");
         }
-        for bad in ["", "Shop", "-shop", "shop-", "sh_op", "sh.op", &"x".repeat(64), "shöp"] {
+        for bad in [
+            "",
+            "Shop",
+            "-shop",
+            "shop-",
+            "sh_op",
+            "sh.op",
+            &"x".repeat(64),
+            "shöp",
+        ] {
             assert!(validate_namespace(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn topics_follow_kafka_rules() {
-        assert_eq!(topic_for(DEFAULT_TOPIC_TEMPLATE, "shop").unwrap(), "logs.shop");
+        assert_eq!(
+            topic_for(DEFAULT_TOPIC_TEMPLATE, "shop").unwrap(),
+            "logs.shop"
+        );
         assert!(validate_topic("..").is_err());
         assert!(validate_topic("logs/shop").is_err());
         assert!(validate_topic(&"x".repeat(250)).is_err());
@@ -89,9 +117,18 @@ mod tests {
 
     #[test]
     fn topic_round_trips_to_namespace() {
-        assert_eq!(namespace_from_topic("logs.{namespace}", "logs.shop").as_deref(), Some("shop"));
-        assert_eq!(namespace_from_topic("k8s-{namespace}-v1", "k8s-shop-v1").as_deref(), Some("shop"));
-        assert_eq!(namespace_from_topic("logs.{namespace}", "metrics.shop"), None);
+        assert_eq!(
+            namespace_from_topic("logs.{namespace}", "logs.shop").as_deref(),
+            Some("shop")
+        );
+        assert_eq!(
+            namespace_from_topic("k8s-{namespace}-v1", "k8s-shop-v1").as_deref(),
+            Some("shop")
+        );
+        assert_eq!(
+            namespace_from_topic("logs.{namespace}", "metrics.shop"),
+            None
+        );
         assert_eq!(namespace_from_topic("logs.{namespace}", "logs.Shop"), None);
     }
 }

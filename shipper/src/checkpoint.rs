@@ -38,7 +38,9 @@ pub struct CheckpointStore {
 
 impl CheckpointStore {
     pub fn open(dir: &Path) -> Result<CheckpointStore> {
-        Ok(CheckpointStore { dir: dir.to_owned() })
+        Ok(CheckpointStore {
+            dir: dir.to_owned(),
+        })
     }
 
     fn path(&self) -> PathBuf {
@@ -46,7 +48,10 @@ impl CheckpointStore {
     }
 
     fn error(&self, reason: impl ToString) -> Error {
-        Error::Checkpoint { path: self.path().display().to_string(), reason: reason.to_string() }
+        Error::Checkpoint {
+            path: self.path().display().to_string(),
+            reason: reason.to_string(),
+        }
     }
 
     /// The saved positions by path; empty on first start.
@@ -60,15 +65,22 @@ impl CheckpointStore {
         if file.version != VERSION {
             return Err(self.error(format!("unknown version {}", file.version)));
         }
-        Ok(file.positions.into_iter().map(|p| (p.path.clone(), p)).collect())
+        Ok(file
+            .positions
+            .into_iter()
+            .map(|p| (p.path.clone(), p))
+            .collect())
     }
 
     /// Writes all positions atomically: temp file, fsync, rename, fsync of the directory.
     pub fn save(&self, positions: &HashMap<PathBuf, Position>) -> Result<()> {
         let mut sorted: Vec<Position> = positions.values().cloned().collect();
         sorted.sort_by(|a, b| a.path.cmp(&b.path));
-        let json = serde_json::to_vec_pretty(&CheckpointFile { version: VERSION, positions: sorted })
-            .map_err(|e| self.error(e))?;
+        let json = serde_json::to_vec_pretty(&CheckpointFile {
+            version: VERSION,
+            positions: sorted,
+        })
+        .map_err(|e| self.error(e))?;
         let tmp = self.dir.join(format!("{FILE_NAME}.tmp"));
         let write = || -> std::io::Result<()> {
             let mut file = std::fs::File::create(&tmp)?;
@@ -97,7 +109,11 @@ pub struct Checkpointer {
 impl Checkpointer {
     pub fn new(store: CheckpointStore, dir: &Path) -> Checkpointer {
         let positions = store.load().unwrap_or_default();
-        Checkpointer { store, dead_letter: dir.join("dead-letter.ndjson"), positions }
+        Checkpointer {
+            store,
+            dead_letter: dir.join("dead-letter.ndjson"),
+            positions,
+        }
     }
 
     pub async fn run(mut self, mut rx: Receiver<PendingBatch>) -> Result<()> {
@@ -145,7 +161,8 @@ impl Checkpointer {
             .append(true)
             .open(&self.dead_letter)
             .map_err(|e| Error::Io(format!("opening {}", self.dead_letter.display()), e))?;
-        writeln!(file, "{line}").and_then(|_| file.sync_data())
+        writeln!(file, "{line}")
+            .and_then(|_| file.sync_data())
             .map_err(|e| Error::Io(format!("writing {}", self.dead_letter.display()), e))
     }
 }
@@ -159,7 +176,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = CheckpointStore::open(dir.path()).unwrap();
         assert!(store.load().unwrap().is_empty());
-        let position = Position { path: "/a.log".into(), dev: 1, inode: 2, offset: 42 };
+        let position = Position {
+            path: "/a.log".into(),
+            dev: 1,
+            inode: 2,
+            offset: 42,
+        };
         let positions = HashMap::from([(position.path.clone(), position.clone())]);
         store.save(&positions).unwrap();
         assert_eq!(store.load().unwrap(), positions);
@@ -170,7 +192,10 @@ mod tests {
     fn corrupt_checkpoint_is_an_error_not_a_reset() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(FILE_NAME), b"{not json").unwrap();
-        let err = CheckpointStore::open(dir.path()).unwrap().load().unwrap_err();
+        let err = CheckpointStore::open(dir.path())
+            .unwrap()
+            .load()
+            .unwrap_err();
         assert!(err.to_string().contains("checkpoints.json"), "{err}");
     }
 }

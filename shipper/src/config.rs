@@ -85,12 +85,17 @@ impl Config {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {
             if !file.exists() {
-                return Err(Error::Config(format!("config file {} does not exist", file.display())));
+                return Err(Error::Config(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
             }
             figment = figment.merge(Yaml::file(file));
         }
         figment = figment.merge(Env::prefixed("BITESIZE_").split("__"));
-        let mut config: Config = figment.extract().map_err(|e| Error::Config(e.to_string()))?;
+        let mut config: Config = figment
+            .extract()
+            .map_err(|e| Error::Config(e.to_string()))?;
         if config.node_name.is_none() {
             config.node_name = std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty());
         }
@@ -116,10 +121,16 @@ impl Config {
         if self.kafka.brokers.trim().is_empty() {
             return bad("kafka.brokers", "must not be empty".into());
         }
-        if !matches!(self.kafka.compression.as_str(), "none" | "gzip" | "snappy" | "lz4" | "zstd") {
+        if !matches!(
+            self.kafka.compression.as_str(),
+            "none" | "gzip" | "snappy" | "lz4" | "zstd"
+        ) {
             return bad(
                 "kafka.compression",
-                format!("{:?} is not one of none, gzip, snappy, lz4, zstd", self.kafka.compression),
+                format!(
+                    "{:?} is not one of none, gzip, snappy, lz4, zstd",
+                    self.kafka.compression
+                ),
             );
         }
         if self.kafka.topic_partitions < 1 {
@@ -158,7 +169,9 @@ mod tests {
     fn bad_value_is_named() {
         let err = load_yaml("max_line_bytes: lots\n").unwrap_err().to_string();
         assert!(err.contains("max_line_bytes"), "{err}");
-        let err = load_yaml("kafka:\n  compression: brotli\n").unwrap_err().to_string();
+        let err = load_yaml("kafka:\n  compression: brotli\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("kafka.compression"), "{err}");
         let err = load_yaml("topic_template: logs\n").unwrap_err().to_string();
         assert!(err.contains("topic_template"), "{err}");

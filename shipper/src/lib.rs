@@ -58,10 +58,15 @@ pub async fn run(config: Config, shutdown: Arc<AtomicBool>) -> Result<()> {
     let produce_task = tokio::spawn(producer.run(batch_rx, ack_tx));
     let checkpoint_task = tokio::spawn(checkpointer.run(ack_rx));
 
-    let tail_result = tail_task.await.map_err(|e| Error::Stage(format!("tailer: {e}")))?;
-    let produce_result = produce_task.await.map_err(|e| Error::Stage(format!("producer: {e}")))?;
-    let checkpoint_result =
-        checkpoint_task.await.map_err(|e| Error::Stage(format!("checkpointer: {e}")))?;
+    let tail_result = tail_task
+        .await
+        .map_err(|e| Error::Stage(format!("tailer: {e}")))?;
+    let produce_result = produce_task
+        .await
+        .map_err(|e| Error::Stage(format!("producer: {e}")))?;
+    let checkpoint_result = checkpoint_task
+        .await
+        .map_err(|e| Error::Stage(format!("checkpointer: {e}")))?;
     flush_handle.flush();
     tail_result?;
     produce_result?;

@@ -80,7 +80,13 @@ fn parse_docker(text: &str) -> Option<LogLine> {
         Some(message) => (message.to_owned(), false),
         None => (line.log, true),
     };
-    Some(LogLine { time: line.time, stream: line.stream, partial, message, marks: Vec::new() })
+    Some(LogLine {
+        time: line.time,
+        stream: line.stream,
+        partial,
+        message,
+        marks: Vec::new(),
+    })
 }
 
 /// Cheap shape check of `2026-11-25T10:00:00.123456789Z` (or with an offset): the runtime
@@ -111,7 +117,10 @@ pub struct PartialJoiner {
 
 impl PartialJoiner {
     pub fn new(max_bytes: usize) -> Self {
-        PartialJoiner { max_bytes: max_bytes.max(1), pending: None }
+        PartialJoiner {
+            max_bytes: max_bytes.max(1),
+            pending: None,
+        }
     }
 
     /// True while a partial message waits for its end.
@@ -135,7 +144,10 @@ impl PartialJoiner {
             }
             Some(pending) => {
                 // The other stream interleaved: the pending piece will never be completed.
-                done.push(LogLine { partial: false, ..pending });
+                done.push(LogLine {
+                    partial: false,
+                    ..pending
+                });
                 line
             }
             None => line,
@@ -143,7 +155,10 @@ impl PartialJoiner {
         while current.message.len() > self.max_bytes {
             let cut = floor_char_boundary(&current.message, self.max_bytes);
             let rest = current.message.split_off(cut);
-            let mut piece = LogLine { partial: false, ..current.clone() };
+            let mut piece = LogLine {
+                partial: false,
+                ..current.clone()
+            };
             mark_split(&mut piece);
             done.push(piece);
             current.message = rest;
@@ -159,7 +174,10 @@ impl PartialJoiner {
 
     /// Emits what is pending as it is (the file ended or rotated away mid-message).
     pub fn flush(&mut self) -> Option<LogLine> {
-        self.pending.take().map(|line| LogLine { partial: false, ..line })
+        self.pending.take().map(|line| LogLine {
+            partial: false,
+            ..line
+        })
     }
 }
 
@@ -208,15 +226,26 @@ mod tests {
 
     #[test]
     fn parses_docker_json_file() {
-        let line = parse_line(br#"{"log":"hello\n","stream":"stderr","time":"2026-11-25T10:00:00.5Z"}"#);
-        assert_eq!((line.message.as_str(), line.stream.as_str(), line.partial), ("hello", "stderr", false));
-        let line = parse_line(br#"{"log":"hel","stream":"stdout","time":"2026-11-25T10:00:00.5Z"}"#);
+        let line =
+            parse_line(br#"{"log":"hello\n","stream":"stderr","time":"2026-11-25T10:00:00.5Z"}"#);
+        assert_eq!(
+            (line.message.as_str(), line.stream.as_str(), line.partial),
+            ("hello", "stderr", false)
+        );
+        let line =
+            parse_line(br#"{"log":"hel","stream":"stdout","time":"2026-11-25T10:00:00.5Z"}"#);
         assert!(line.partial);
     }
 
     #[test]
     fn malformed_lines_are_kept_and_marked() {
-        for raw in [&b"just text"[..], b"2026-11-25T10:00:00Z stdweird F x", b"notatime stdout F x", b"{\"broken\":", b""] {
+        for raw in [
+            &b"just text"[..],
+            b"2026-11-25T10:00:00Z stdweird F x",
+            b"notatime stdout F x",
+            b"{\"broken\":",
+            b"",
+        ] {
             let line = parse_line(raw);
             assert_eq!(line.marks, vec![Mark::ParseError], "{raw:?}");
             assert_eq!(line.message.as_bytes(), raw);
@@ -233,13 +262,17 @@ mod tests {
     #[test]
     fn joins_partials_and_splits_long_messages() {
         let mut joiner = PartialJoiner::new(10);
-        assert!(joiner.push(parse_line(b"2026-11-25T10:00:00Z stdout P abc")).is_empty());
+        assert!(joiner
+            .push(parse_line(b"2026-11-25T10:00:00Z stdout P abc"))
+            .is_empty());
         let done = joiner.push(parse_line(b"2026-11-25T10:00:00Z stdout F def"));
         assert_eq!(done.len(), 1);
         assert_eq!(done[0].message, "abcdef");
         assert!(done[0].marks.is_empty());
 
-        assert!(joiner.push(parse_line(b"2026-11-25T10:00:00Z stdout P 0123456")).is_empty());
+        assert!(joiner
+            .push(parse_line(b"2026-11-25T10:00:00Z stdout P 0123456"))
+            .is_empty());
         let done = joiner.push(parse_line(b"2026-11-25T10:00:00Z stdout F 789abcdefghij"));
         let pieces: Vec<_> = done.iter().map(|l| l.message.as_str()).collect();
         assert_eq!(pieces, ["0123456789", "abcdefghij"]);

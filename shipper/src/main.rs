@@ -7,7 +7,11 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "bitesize-shipper", version, about = "Ships container logs to Kafka")]
+#[command(
+    name = "bitesize-shipper",
+    version,
+    about = "Ships container logs to Kafka"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -70,8 +70,9 @@ impl Producer {
             let mut deliveries = Vec::with_capacity(batch.records.len());
             for record in &batch.records {
                 self.ensure_topic(&record.topic).await?;
-                let mut future_record =
-                    FutureRecord::to(&record.topic).key(&record.key).payload(&record.payload);
+                let mut future_record = FutureRecord::to(&record.topic)
+                    .key(&record.key)
+                    .payload(&record.payload);
                 loop {
                     match self.producer.send_result(future_record) {
                         Ok(delivery) => {
@@ -87,7 +88,10 @@ impl Producer {
                     }
                 }
             }
-            let pending = PendingBatch { deliveries, positions: batch.positions };
+            let pending = PendingBatch {
+                deliveries,
+                positions: batch.positions,
+            };
             if tx.send(pending).await.is_err() {
                 return Err(Error::Stage("checkpointer stopped".into()));
             }
@@ -97,7 +101,9 @@ impl Producer {
 
     /// Creates the topic on first sight when configured to; an existing topic is fine.
     async fn ensure_topic(&mut self, topic: &str) -> Result<()> {
-        let Some(admin) = &self.admin else { return Ok(()) };
+        let Some(admin) = &self.admin else {
+            return Ok(());
+        };
         if self.known_topics.contains(topic) {
             return Ok(());
         }

@@ -118,7 +118,8 @@ impl Tailer {
                 self.ignored.insert(path);
                 continue;
             };
-            let topic = match bitesize_record::topic_for(&self.topic_template, &container.namespace) {
+            let topic = match bitesize_record::topic_for(&self.topic_template, &container.namespace)
+            {
                 Ok(topic) => topic,
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "no valid topic, ignored");
@@ -136,11 +137,18 @@ impl Tailer {
         }
     }
 
-    fn open(&mut self, path: &Path, container: ContainerFile, topic: String) -> std::io::Result<TailedFile> {
+    fn open(
+        &mut self,
+        path: &Path,
+        container: ContainerFile,
+        topic: String,
+    ) -> std::io::Result<TailedFile> {
         let mut file = File::open(path)?;
         let meta = file.metadata()?;
         let start = match self.saved.remove(path) {
-            Some(p) if p.dev == meta.dev() && p.inode == meta.ino() && p.offset <= meta.len() => p.offset,
+            Some(p) if p.dev == meta.dev() && p.inode == meta.ino() && p.offset <= meta.len() => {
+                p.offset
+            }
             _ => 0,
         };
         file.seek(SeekFrom::Start(start))?;
@@ -181,7 +189,9 @@ impl Tailer {
             FileState::Truncated => {
                 tracing::info!(path = %path.display(), "file truncated, reading from the start");
                 let file = self.files.get_mut(path).expect("known file");
-                file.file.seek(SeekFrom::Start(0)).map_err(|e| io(path, e))?;
+                file.file
+                    .seek(SeekFrom::Start(0))
+                    .map_err(|e| io(path, e))?;
                 file.buf.clear();
                 file.buf_offset = 0;
                 file.safe_offset = 0;
@@ -248,7 +258,10 @@ impl Tailer {
         file.buf.drain(..consumed);
         file.buf_offset += consumed as u64;
         let file = &self.files[path];
-        let records: Vec<OutgoingRecord> = lines.into_iter().map(|line| self.build(file, line)).collect();
+        let records: Vec<OutgoingRecord> = lines
+            .into_iter()
+            .map(|line| self.build(file, line))
+            .collect();
         self.batch.records.extend(records);
     }
 
@@ -289,7 +302,8 @@ impl Tailer {
             return Ok(());
         }
         let batch = std::mem::take(&mut self.batch);
-        tx.blocking_send(batch).map_err(|_| Error::Stage("producer stopped".into()))
+        tx.blocking_send(batch)
+            .map_err(|_| Error::Stage("producer stopped".into()))
     }
 }
 

@@ -1,0 +1,76 @@
+# Shared by ./scripts/demo and ./scripts/test: install and start what Bitesize needs,
+# idempotently (skip what is present). Source it; it defines functions only.
+
+BITESIZE_TOOLS="${BITESIZE_TOOLS:-$HOME/.cache/bitesize/tools}"
+NISSHI_VERSION=0.8.1
+NISSHI_BIN="$BITESIZE_TOOLS/bin/nisshi"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# The Kafka-protocol broker (nisshi, formerly tansu). ~13 min to build the first time.
+install_broker() {
+  if [ -x "$NISSHI_BIN" ] && "$NISSHI_BIN" --version 2>/dev/null | grep -q "$NISSHI_VERSION"; then
+    return 0
+  fi
+  log "installing the broker: nisshi $NISSHI_VERSION into $BITESIZE_TOOLS (about 13 minutes, once)"
+  # --ignore-rust-version: one of its dependencies declares a newer Rust than it needs.
+  cargo install nisshi --version "$NISSHI_VERSION" --locked --ignore-rust-version --root "$BITESIZE_TOOLS"
+}
+
+# Starts a broker with in-memory storage on a free loopback port; sets BROKER_PID and
+# BROKER_BOOTSTRAP. The caller stops it with stop_broker.
+start_test_broker() {
+  local port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  "$NISSHI_BIN" broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
+    --storage-engine memory://ci/ --group-initial-rebalance-delay 0s --silent >"${BROKER_LOG:-/dev/null}" 2>&1 &
+  BROKER_PID=$!
+  BROKER_BOOTSTRAP="127.0.0.1:$port"
+  for _ in $(seq 1 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      log "broker ready on $BROKER_BOOTSTRAP (pid $BROKER_PID)"
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "the broker did not start on $BROKER_BOOTSTRAP" >&2
+  return 1
+}
+
+stop_broker() {
+  if [ -n "${BROKER_PID:-}" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
+    kill "$BROKER_PID" 2>/dev/null || true
+    wait "$BROKER_PID" 2>/dev/null || true
+  fi
+}
+
+# PostgreSQL on 127.0.0.1:5432 with trust auth and a database `test`: started if it is
+# installed but down, installed from Debian's packages if missing.
+ensure_postgres() {
+  if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+    return 0
+  fi
+  if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+    log "installing PostgreSQL"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  fi
+  log "starting PostgreSQL"
+  local version
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  for _ in $(seq 1 50); do
+    pg_isready -q -h 127.0.0.1 -p 5432 && break
+    sleep 0.2
+  done
+  pg_isready -q -h 127.0.0.1 -p 5432 || { echo "PostgreSQL did not start on 127.0.0.1:5432" >&2; return 1; }
+}
+
+postgres_test_url() {
+  local user=postgres
+  if ! psql -h 127.0.0.1 -U "$user" -d test -Atc 'select 1' >/dev/null 2>&1; then
+    psql -h 127.0.0.1 -U "$user" -d postgres -c 'create database test' >/dev/null 2>&1 || true
+  fi
+  psql -h 127.0.0.1 -U "$user" -d test -Atc 'select 1' >/dev/null || {
+    echo "cannot reach database test on 127.0.0.1:5432 as $user" >&2; return 1; }
+  echo "postgres://$user@127.0.0.1:5432/test"
+}

@@ -1,0 +1,84 @@
+//! Start-up: database, indexes, ingest thread and the HTTP server, and their orderly stop.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use actix_web::{web, App, HttpServer};
+use sea_orm::DatabaseConnection;
+
+use crate::config::Config;
+use crate::ingest::Ingest;
+use crate::search::IndexRegistry;
+use crate::{api, dashboard, db, Error, Result};
+
+/// What request handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Arc<IndexRegistry>,
+    pub db: DatabaseConnection,
+}
+
+/// Runs the server until `shutdown` is set (or SIGINT/SIGTERM when `shutdown` is `None`).
+pub async fn serve(config: Config, shutdown: Arc<AtomicBool>) -> Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| Error::Io(format!("creating {}", config.data_dir.display()), e))?;
+    let db = db::connect(&config.database_url()).await?;
+    let registry = Arc::new(IndexRegistry::open(
+        &config.index_dir(),
+        config.ingest.writer_memory_mb,
+    )?);
+
+    let ingest = Ingest::new(config.clone(), registry.clone(), db.clone());
+    let ingest_shutdown = shutdown.clone();
+    let ingest_thread = std::thread::Builder::new()
+        .name("ingest".into())
+        .spawn(move || ingest.run(ingest_shutdown))
+        .map_err(|e| Error::Io("starting the ingest thread".into(), e))?;
+
+    let state = AppState { registry, db };
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(state.clone()))
+            .configure(api::routes)
+            .configure(dashboard::routes)
+    })
+    .disable_signals()
+    .bind(&config.listen)
+    .map_err(|e| Error::Io(format!("listening on {}", config.listen), e))?
+    .run();
+    let handle = server.handle();
+    tracing::info!(listen = %config.listen, "serving");
+    let server_task = tokio::spawn(server);
+
+    let watched = shutdown.clone();
+    let ingest_done = tokio::task::spawn_blocking(move || {
+        let result = ingest_thread.join();
+        // If ingest fails, the server stops too: a server that does not ingest is not healthy.
+        watched.store(true, Ordering::SeqCst);
+        result
+    });
+    while !shutdown.load(Ordering::SeqCst) {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    handle.stop(true).await;
+    let _ = server_task.await;
+    match ingest_done.await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => Err(Error::Internal("ingest thread panicked".into())),
+        Err(e) => Err(Error::Internal(e.to_string())),
+    }
+}
+
+/// Sets `flag` on SIGINT or SIGTERM.
+pub fn stop_on_signal(flag: Arc<AtomicBool>) {
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+        tracing::info!("stop requested");
+        flag.store(true, Ordering::SeqCst);
+    });
+}

@@ -1,0 +1,194 @@
+//! Server configuration as one serde struct, layered: defaults → TOML file (`--config`) →
+//! `BITESIZE_*` environment variables (`__` separates nested keys, e.g.
+//! `BITESIZE_KAFKA__BROKERS`) → command-line flags. Unknown keys and bad values are errors
+//! that name the key.
+
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Index, SQLite database and (in the demo) broker data, logs and checkpoints.
+    pub data_dir: PathBuf,
+    /// Address of the HTTP API and dashboard.
+    pub listen: String,
+    /// `sqlite://...` or `postgres://...`; default: `bitesize.db` in the data directory.
+    pub database_url: Option<String>,
+    /// The broker binary the demo starts (default: `nisshi` on PATH or in the tool cache).
+    pub broker_bin: Option<PathBuf>,
+    /// The shipper binary the demo starts (default: next to this binary).
+    pub shipper_bin: Option<PathBuf>,
+    pub kafka: KafkaConfig,
+    pub ingest: IngestConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, `host:port[,host:port]`.
+    pub brokers: String,
+    /// Consumer group of the indexers.
+    pub group_id: String,
+    /// Regex of the topics to index (librdkafka syntax, must start with `^`).
+    pub topic_pattern: String,
+    /// How a topic name carries its namespace; `{namespace}` marks the place.
+    pub topic_template: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// How often indexed records become searchable (index commit, then Kafka commit).
+    pub commit_interval_ms: u64,
+    /// Memory for each namespace's index writer.
+    pub writer_memory_mb: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("bitesize-data"),
+            listen: "127.0.0.1:8080".to_owned(),
+            database_url: None,
+            broker_bin: None,
+            shipper_bin: None,
+            kafka: KafkaConfig::default(),
+            ingest: IngestConfig::default(),
+        }
+    }
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".to_owned(),
+            group_id: "bitesize-indexer".to_owned(),
+            topic_pattern: r"^logs\..*".to_owned(),
+            topic_template: bitesize_record::DEFAULT_TOPIC_TEMPLATE.to_owned(),
+        }
+    }
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            commit_interval_ms: 1000,
+            writer_memory_mb: 50,
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then the file, then the environment, then `overrides` (from flags).
+    pub fn load(file: Option<&Path>, overrides: Figment) -> Result<Config> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(Error::Config(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment
+            .merge(Env::prefixed("BITESIZE_").split("__"))
+            .merge(overrides);
+        let config: Config = figment
+            .extract()
+            .map_err(|e| Error::Config(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot; each error names its key.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |key: &str, why: &str| Err(Error::Config(format!("{key}: {why}")));
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return bad("listen", "must be an address like 127.0.0.1:8080");
+        }
+        if !self.kafka.topic_pattern.starts_with('^') {
+            return bad("kafka.topic_pattern", "must be a regex starting with ^");
+        }
+        if bitesize_record::topic_for(&self.kafka.topic_template, "probe").is_err() {
+            return bad(
+                "kafka.topic_template",
+                "must contain {namespace} and give legal topic names",
+            );
+        }
+        if let Some(url) = &self.database_url {
+            if !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+            {
+                return bad("database_url", "must start with sqlite: or postgres://");
+            }
+        }
+        if self.ingest.commit_interval_ms == 0 {
+            return bad("ingest.commit_interval_ms", "must be greater than 0");
+        }
+        if self.ingest.writer_memory_mb < 15 {
+            return bad("ingest.writer_memory_mb", "must be at least 15");
+        }
+        Ok(())
+    }
+
+    pub fn index_dir(&self) -> PathBuf {
+        self.data_dir.join("index")
+    }
+
+    /// The database URL in use: the configured one or the SQLite file in the data directory.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("bitesize.db").display()
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_toml(text: &str) -> Result<Config> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bitesize.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(Some(&path), Figment::new())
+    }
+
+    #[test]
+    fn layers_file_over_defaults() {
+        let config =
+            load_toml("listen = \"127.0.0.1:9999\"\n[kafka]\nbrokers = \"k:1\"\n").unwrap();
+        assert_eq!(config.listen, "127.0.0.1:9999");
+        assert_eq!(config.kafka.brokers, "k:1");
+        assert_eq!(config.ingest.commit_interval_ms, 1000);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        for (text, key) in [
+            ("[kafka]\nbrokerz = \"x\"\n", "brokerz"),
+            (
+                "[ingest]\ncommit_interval_ms = \"soon\"\n",
+                "commit_interval_ms",
+            ),
+            ("listen = \"nowhere\"\n", "listen"),
+            ("database_url = \"mysql://x\"\n", "database_url"),
+            ("[kafka]\ntopic_pattern = \"logs\"\n", "kafka.topic_pattern"),
+        ] {
+            let err = load_toml(text).unwrap_err().to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! The Bitesize server: Kafka ingest into one Tantivy index per namespace, search over a
+//! REST API, the dashboard host, and the all-in-one demo mode.
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod dashboard;
+pub mod db;
+pub mod embedded;
+pub mod error;
+pub mod ingest;
+pub mod search;
+
+pub use error::{Error, Result};

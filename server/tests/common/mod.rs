@@ -1,0 +1,300 @@
+//! Shared harness for end-to-end tests: the real `bitesize` and `bitesize-shipper` binaries
+//! as child processes, against the real broker and PostgreSQL that `./scripts/test` starts.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The broker the tests talk to. Missing: the test fails and says which service it needs.
+pub fn kafka_bootstrap() -> String {
+    std::env::var("TEST_KAFKA_BOOTSTRAP").unwrap_or_else(|_| {
+        panic!("this test needs a Kafka-protocol broker: run ./scripts/test, or start one and set TEST_KAFKA_BOOTSTRAP=host:port")
+    })
+}
+
+pub fn postgres_url() -> String {
+    std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!("this test needs PostgreSQL: run ./scripts/test, or set TEST_POSTGRES_URL=postgres://user@host:port/db")
+    })
+}
+
+/// A fresh PostgreSQL database for one test; returns its URL.
+pub async fn fresh_postgres_database() -> String {
+    use sea_orm::{ConnectionTrait, Database};
+    let admin_url = postgres_url();
+    let admin = Database::connect(&admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to PostgreSQL at {admin_url}: {e}"));
+    let name = format!("bitesize_test_{}", unique());
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .expect("create database");
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .expect("database URL ends with /dbname");
+    format!("{base}/{name}")
+}
+
+/// A short random suffix so tests sharing one broker never share topics or groups.
+pub fn unique() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{:x}{:x}", std::process::id(), nanos)
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn binary(name: &str) -> PathBuf {
+    let server = PathBuf::from(env!("CARGO_BIN_EXE_bitesize"));
+    let path = if name == "bitesize" {
+        server
+    } else {
+        server.with_file_name(name)
+    };
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build --workspace --bins` (./scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// A container log directory the shipper tails, written like the kubelet writes it.
+pub struct LogDir {
+    pub path: PathBuf,
+}
+
+impl LogDir {
+    pub fn new(root: &Path) -> LogDir {
+        let path = root.join("containers");
+        std::fs::create_dir_all(&path).unwrap();
+        LogDir { path }
+    }
+
+    pub fn file(&self, pod: &str, namespace: &str, container: &str) -> PathBuf {
+        let id = format!(
+            "{:0>64}",
+            format!("{:x}", pod.len() * 7919 + container.len())
+        );
+        self.path
+            .join(format!("{pod}_{namespace}_{container}-{id}.log"))
+    }
+
+    /// Appends raw lines (each gets a newline).
+    pub fn append(&self, file: &Path, lines: &[String]) {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(file)
+            .unwrap();
+        let mut text = String::new();
+        for line in lines {
+            text.push_str(line);
+            text.push('\n');
+        }
+        f.write_all(text.as_bytes()).unwrap();
+    }
+}
+
+pub fn cri(stream: &str, tag: &str, message: &str) -> String {
+    let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    format!("{time} {stream} {tag} {message}")
+}
+
+/// The `bitesize serve` process.
+pub struct Server {
+    child: Child,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    env: HashMap<String, String>,
+}
+
+impl Server {
+    /// Starts a server that indexes only `namespace` (its own topic pattern and group).
+    pub fn start(data_dir: &Path, namespace: &str, database_url: Option<&str>) -> Server {
+        let mut env = HashMap::new();
+        env.insert("BITESIZE_DATA_DIR".into(), data_dir.display().to_string());
+        env.insert("BITESIZE_KAFKA__BROKERS".into(), kafka_bootstrap());
+        env.insert(
+            "BITESIZE_KAFKA__GROUP_ID".into(),
+            format!("test-{namespace}"),
+        );
+        env.insert(
+            "BITESIZE_KAFKA__TOPIC_PATTERN".into(),
+            format!("^logs\\.{namespace}$"),
+        );
+        env.insert("BITESIZE_INGEST__COMMIT_INTERVAL_MS".into(), "300".into());
+        if let Some(url) = database_url {
+            env.insert("BITESIZE_DATABASE_URL".into(), url.to_owned());
+        }
+        Server::spawn(data_dir, env)
+    }
+
+    fn spawn(data_dir: &Path, env: HashMap<String, String>) -> Server {
+        let port = free_port();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.with_extension("server.log"))
+            .unwrap();
+        let child = Command::new(binary("bitesize"))
+            .arg("serve")
+            .envs(&env)
+            .env("BITESIZE_LISTEN", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start bitesize");
+        let server = Server {
+            child,
+            port,
+            data_dir: data_dir.to_owned(),
+            env,
+        };
+        server.wait_healthy();
+        server
+    }
+
+    fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if healthz_status(self.port) == Some(200) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not become healthy; see {}",
+                self.data_dir.with_extension("server.log").display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Starts the server again on the same data directory and settings.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        *self = Server::spawn(&self.data_dir.clone(), self.env.clone());
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = reqwest::get(self.url(path)).await.expect("request");
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    pub async fn get_text(&self, path: &str) -> (u16, String) {
+        let response = reqwest::get(self.url(path)).await.expect("request");
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    /// The `log` of every record in `namespace` (up to 10 000).
+    pub async fn all_logs(&self, namespace: &str) -> (u64, Vec<String>) {
+        let (status, body) = self
+            .get_json(&format!("/api/v1/search?namespace={namespace}&limit=10000"))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let logs = body["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["log"].as_str().unwrap().to_owned())
+            .collect();
+        (body["total"].as_u64().unwrap(), logs)
+    }
+
+    /// Waits until `namespace` holds at least `count` records; returns the total seen.
+    pub async fn wait_total(&self, namespace: &str, count: u64, within: Duration) -> u64 {
+        let deadline = Instant::now() + within;
+        loop {
+            let (_, body) = self
+                .get_json(&format!("/api/v1/search?namespace={namespace}&limit=1"))
+                .await;
+            let total = body["total"].as_u64().unwrap_or(0);
+            if total >= count || Instant::now() > deadline {
+                return total;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `bitesize-shipper run` process over a log directory.
+pub struct Shipper {
+    child: Child,
+}
+
+impl Shipper {
+    pub fn start(root: &Path, logs: &LogDir) -> Shipper {
+        let config = root.join("shipper.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "log_dir: {}\ncheckpoint_dir: {}\nnode_name: test-node\nkafka:\n  brokers: {}\n",
+                logs.path.display(),
+                root.join("shipper").display(),
+                kafka_bootstrap()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(root.join("shipper.log")).unwrap();
+        let child = Command::new(binary("bitesize-shipper"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start bitesize-shipper");
+        Shipper { child }
+    }
+}
+
+impl Drop for Shipper {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Status of `GET /healthz` over a plain socket, for polling from synchronous code.
+fn healthz_status(port: u16) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(stream, "GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.split_whitespace().nth(1)?.parse().ok()
+}

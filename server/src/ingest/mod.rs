@@ -106,6 +106,9 @@ impl Ingest {
             .set("auto.offset.reset", "earliest")
             .set("topic.metadata.refresh.interval.ms", "1000")
             .set("partition.assignment.strategy", "range")
+            // A crashed indexer's partitions move on after 6 s, not Kafka's default 45 s.
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "1500")
             .create_with_context(IngestContext {
                 positions: positions.clone(),
             })?;

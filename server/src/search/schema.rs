@@ -2,8 +2,8 @@
 
 use bitesize_record::Record;
 use tantivy::schema::{
-    Field, JsonObjectOptions, NumericOptions, Schema, TextFieldIndexing, TextOptions, FAST, STRING,
-    TEXT,
+    DateOptions, DateTimePrecision, Field, JsonObjectOptions, NumericOptions, Schema,
+    TextFieldIndexing, TextOptions, FAST, STRING, TEXT,
 };
 use tantivy::{DateTime, TantivyDocument};
 
@@ -37,7 +37,9 @@ pub fn schema() -> (Schema, Fields) {
     let fields = Fields {
         time: builder.add_date_field(
             "time",
-            tantivy::schema::DateOptions::from(FAST).set_indexed(),
+            DateOptions::from(FAST)
+                .set_indexed()
+                .set_precision(DateTimePrecision::Nanoseconds),
         ),
         namespace: builder.add_text_field("namespace", raw.clone()),
         stream: builder.add_text_field("stream", raw.clone()),

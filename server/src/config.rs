@@ -84,6 +84,36 @@ impl Default for IngestConfig {
     }
 }
 
+/// Variables that share the prefix but are not settings of this file.
+const OTHER_VARIABLES: [&str; 1] = ["BITESIZE_LOG"];
+
+/// `BITESIZE_*` variables for the server. A variable whose first key is not a server setting
+/// (the shipper's settings share the prefix and often the environment) is ignored with a
+/// warning naming it; a wrong nested key (`BITESIZE_KAFKA__BROKERZ`) is an error.
+fn env_overrides() -> Env {
+    let known: Vec<String> = match serde_json::to_value(Config::default()) {
+        Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+        _ => Vec::new(),
+    };
+    let is_known = move |key: &str| {
+        let top = key
+            .split('.')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        known.contains(&top)
+    };
+    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("BITESIZE_")) {
+        let key = name["BITESIZE_".len()..].replace("__", ".");
+        if !OTHER_VARIABLES.contains(&name.as_str()) && !is_known(&key) {
+            tracing::warn!(variable = %name, "not a server setting; ignored");
+        }
+    }
+    Env::prefixed("BITESIZE_")
+        .split("__")
+        .filter(move |key| is_known(key.as_str()))
+}
+
 impl Config {
     /// Defaults, then the file, then the environment, then `overrides` (from flags).
     pub fn load(file: Option<&Path>, overrides: Figment) -> Result<Config> {
@@ -97,9 +127,7 @@ impl Config {
             }
             figment = figment.merge(Toml::file(file));
         }
-        figment = figment
-            .merge(Env::prefixed("BITESIZE_").split("__"))
-            .merge(overrides);
+        figment = figment.merge(env_overrides()).merge(overrides);
         let config: Config = figment
             .extract()
             .map_err(|e| Error::Config(e.to_string()))?;
@@ -158,37 +186,58 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use figment::Jail;
 
-    fn load_toml(text: &str) -> Result<Config> {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bitesize.toml");
-        std::fs::write(&path, text).unwrap();
-        Config::load(Some(&path), Figment::new())
+    /// Loads `text` inside a jail: a temp directory and environment changes no other test sees.
+    fn load_toml(jail: &mut Jail, text: &str) -> Result<Config> {
+        jail.create_file("bitesize.toml", text)
+            .expect("write config");
+        Config::load(Some(Path::new("bitesize.toml")), Figment::new())
     }
 
     #[test]
-    fn layers_file_over_defaults() {
-        let config =
-            load_toml("listen = \"127.0.0.1:9999\"\n[kafka]\nbrokers = \"k:1\"\n").unwrap();
-        assert_eq!(config.listen, "127.0.0.1:9999");
-        assert_eq!(config.kafka.brokers, "k:1");
-        assert_eq!(config.ingest.commit_interval_ms, 1000);
+    fn layers_defaults_file_env_and_flags() {
+        Jail::expect_with(|jail| {
+            let text = "listen = \"127.0.0.1:9999\"\n[kafka]\nbrokers = \"file:1\"\n";
+            let config = load_toml(jail, text).unwrap();
+            assert_eq!(config.listen, "127.0.0.1:9999");
+            assert_eq!(config.kafka.brokers, "file:1");
+            assert_eq!(config.ingest.commit_interval_ms, 1000);
+
+            jail.set_env("BITESIZE_KAFKA__BROKERS", "env:1");
+            jail.set_env("BITESIZE_LOG_DIR", "a shipper setting, ignored here");
+            assert_eq!(load_toml(jail, text).unwrap().kafka.brokers, "env:1");
+
+            jail.create_file("bitesize.toml", text).unwrap();
+            let flags = Figment::from(Serialized::defaults(
+                serde_json::json!({"listen": "127.0.0.1:7777"}),
+            ));
+            let config = Config::load(Some(Path::new("bitesize.toml")), flags).unwrap();
+            assert_eq!(config.listen, "127.0.0.1:7777");
+            Ok(())
+        });
     }
 
     #[test]
     fn errors_name_the_key() {
-        for (text, key) in [
-            ("[kafka]\nbrokerz = \"x\"\n", "brokerz"),
-            (
-                "[ingest]\ncommit_interval_ms = \"soon\"\n",
-                "commit_interval_ms",
-            ),
-            ("listen = \"nowhere\"\n", "listen"),
-            ("database_url = \"mysql://x\"\n", "database_url"),
-            ("[kafka]\ntopic_pattern = \"logs\"\n", "kafka.topic_pattern"),
-        ] {
-            let err = load_toml(text).unwrap_err().to_string();
-            assert!(err.contains(key), "{text}: {err}");
-        }
+        Jail::expect_with(|jail| {
+            for (text, key) in [
+                ("[kafka]\nbrokerz = \"x\"\n", "brokerz"),
+                (
+                    "[ingest]\ncommit_interval_ms = \"soon\"\n",
+                    "commit_interval_ms",
+                ),
+                ("listen = \"nowhere\"\n", "listen"),
+                ("database_url = \"mysql://x\"\n", "database_url"),
+                ("[kafka]\ntopic_pattern = \"logs\"\n", "kafka.topic_pattern"),
+            ] {
+                let err = load_toml(jail, text).unwrap_err().to_string();
+                assert!(err.contains(key), "{text}: {err}");
+            }
+            jail.set_env("BITESIZE_INGEST__COMMIT_INTERVAL_MS", "soon");
+            let err = load_toml(jail, "").unwrap_err().to_string().to_lowercase();
+            assert!(err.contains("ingest.commit_interval_ms"), "{err}");
+            Ok(())
+        });
     }
 }

@@ -79,6 +79,33 @@ impl Default for KafkaConfig {
     }
 }
 
+/// `BITESIZE_*` variables for the shipper. A variable whose first key is not a shipper
+/// setting (the server's settings share the prefix and often the environment) is ignored
+/// with a warning naming it; a wrong nested key (`BITESIZE_KAFKA__BROKERZ`) is an error.
+fn env_overrides() -> Env {
+    let known: Vec<String> = match serde_json::to_value(Config::default()) {
+        Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+        _ => Vec::new(),
+    };
+    let is_known = move |key: &str| {
+        let top = key
+            .split('.')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        known.contains(&top)
+    };
+    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("BITESIZE_")) {
+        let key = name["BITESIZE_".len()..].replace("__", ".");
+        if name != "BITESIZE_LOG" && !is_known(&key) {
+            tracing::warn!(variable = %name, "not a shipper setting; ignored");
+        }
+    }
+    Env::prefixed("BITESIZE_")
+        .split("__")
+        .filter(move |key| is_known(key.as_str()))
+}
+
 impl Config {
     /// Defaults, then the file (if given), then `BITESIZE_*` environment variables.
     pub fn load(file: Option<&Path>) -> Result<Config> {
@@ -92,7 +119,7 @@ impl Config {
             }
             figment = figment.merge(Yaml::file(file));
         }
-        figment = figment.merge(Env::prefixed("BITESIZE_").split("__"));
+        figment = figment.merge(env_overrides());
         let mut config: Config = figment
             .extract()
             .map_err(|e| Error::Config(e.to_string()))?;
@@ -143,37 +170,68 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use figment::Jail;
 
-    fn load_yaml(yaml: &str) -> Result<Config> {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("shipper.yaml");
-        std::fs::write(&path, yaml).unwrap();
-        Config::load(Some(&path))
+    /// Loads `yaml` inside a jail: a temp directory and environment changes that no other
+    /// test sees.
+    fn load_yaml(jail: &mut Jail, yaml: &str) -> Result<Config> {
+        jail.create_file("shipper.yaml", yaml)
+            .expect("write config");
+        Config::load(Some(Path::new("shipper.yaml")))
     }
 
     #[test]
     fn file_values_override_defaults() {
-        let config = load_yaml("log_dir: /logs\nkafka:\n  brokers: k:1\n").unwrap();
-        assert_eq!(config.log_dir, PathBuf::from("/logs"));
-        assert_eq!(config.kafka.brokers, "k:1");
-        assert_eq!(config.kafka.compression, "zstd");
+        Jail::expect_with(|jail| {
+            let config = load_yaml(jail, "log_dir: /logs\nkafka:\n  brokers: k:1\n").unwrap();
+            assert_eq!(config.log_dir, PathBuf::from("/logs"));
+            assert_eq!(config.kafka.brokers, "k:1");
+            assert_eq!(config.kafka.compression, "zstd");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn env_overrides_file_and_foreign_variables_are_ignored() {
+        Jail::expect_with(|jail| {
+            jail.set_env("BITESIZE_KAFKA__BROKERS", "from-env:9092");
+            jail.set_env("BITESIZE_DATABASE_URL", "postgres://a-server-setting");
+            let config = load_yaml(jail, "kafka:\n  brokers: from-file:9092\n").unwrap();
+            assert_eq!(config.kafka.brokers, "from-env:9092");
+            jail.set_env("BITESIZE_KAFKA__BROKERZ", "typo");
+            let err = load_yaml(jail, "").unwrap_err().to_string();
+            assert!(err.contains("brokerz"), "{err}");
+            Ok(())
+        });
     }
 
     #[test]
     fn unknown_key_is_named() {
-        let err = load_yaml("kafka:\n  brokerz: x\n").unwrap_err().to_string();
-        assert!(err.contains("brokerz"), "{err}");
+        Jail::expect_with(|jail| {
+            let err = load_yaml(jail, "kafka:\n  brokerz: x\n")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("brokerz"), "{err}");
+            Ok(())
+        });
     }
 
     #[test]
     fn bad_value_is_named() {
-        let err = load_yaml("max_line_bytes: lots\n").unwrap_err().to_string();
-        assert!(err.contains("max_line_bytes"), "{err}");
-        let err = load_yaml("kafka:\n  compression: brotli\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("kafka.compression"), "{err}");
-        let err = load_yaml("topic_template: logs\n").unwrap_err().to_string();
-        assert!(err.contains("topic_template"), "{err}");
+        Jail::expect_with(|jail| {
+            let err = load_yaml(jail, "max_line_bytes: lots\n")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("max_line_bytes"), "{err}");
+            let err = load_yaml(jail, "kafka:\n  compression: brotli\n")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("kafka.compression"), "{err}");
+            let err = load_yaml(jail, "topic_template: logs\n")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("topic_template"), "{err}");
+            Ok(())
+        });
     }
 }

@@ -24,13 +24,12 @@ impl Broker {
         let dir = data_dir.join("broker");
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::Io(format!("creating {}", dir.display()), e))?;
-        let db = std::fs::canonicalize(&dir)
-            .map_err(|e| Error::Io(format!("resolving {}", dir.display()), e))?
-            .join("broker.db");
         let port = free_port()?;
         let url = format!("tcp://127.0.0.1:{port}");
         let bin = bin.to_owned();
-        let storage = format!("sqlite://{}", db.display());
+        let dir = dir.clone();
+        // nisshi resolves a sqlite:// path against its working directory.
+        let storage = "sqlite://broker.db".to_owned();
         let process = Supervised::start(
             BROKER_NAME,
             data_dir.join("logs").join("broker.log"),
@@ -50,6 +49,7 @@ impl Broker {
                         "--group-initial-rebalance-delay",
                         "0s",
                     ])
+                    .current_dir(&dir)
                     .kill_on_drop(true);
                 command
             },

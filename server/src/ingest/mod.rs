@@ -7,7 +7,7 @@
 //! in the index payloads, and records below those offsets are skipped: a crash at any point
 //! neither loses nor repeats a record.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -234,10 +234,7 @@ impl Ingest {
             // Keep offsets of topics this index holds from earlier commits.
             let mut offsets: Offsets = index.committed_offsets()?;
             for (topic, partitions) in own {
-                offsets
-                    .entry(topic)
-                    .or_insert_with(BTreeMap::new)
-                    .extend(partitions);
+                offsets.entry(topic).or_default().extend(partitions);
             }
             index.commit(&offsets)?;
             for (topic, partitions) in &offsets {

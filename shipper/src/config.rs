@@ -168,6 +168,7 @@ impl Config {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment's Jail closures return figment::Error, not ours
 mod tests {
     use super::*;
     use figment::Jail;

@@ -1,6 +1,7 @@
 //! Schema, per-namespace indexes and search.
 
 pub mod index;
+pub mod query;
 pub mod schema;
 
 use serde::Serialize;

@@ -1,0 +1,1 @@
+//! The Bitesize query language (being written; see docs/query.md).

@@ -4,7 +4,7 @@
 use actix_web::{http::header, web, HttpResponse};
 use bitesize_web::{render_search_page, HitRow, SearchPage};
 
-use crate::api::{run_search, SearchParams};
+use crate::api::{run_search, ReadParams};
 use crate::app::AppState;
 use crate::{db, Error, Result};
 
@@ -22,7 +22,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 async fn search_page(
     state: web::Data<AppState>,
-    params: web::Query<SearchParams>,
+    params: web::Query<ReadParams>,
 ) -> Result<HttpResponse> {
     let namespaces = db::namespaces::list(&state.db).await?;
     let mut page = SearchPage {
@@ -31,7 +31,7 @@ async fn search_page(
         query: params.q.clone().unwrap_or_default(),
         ..Default::default()
     };
-    let result = match params.to_request(&state) {
+    let result = match params.search_request(&state) {
         Ok(request) => run_search(&state, request).await,
         Err(e) => Err(e),
     };

@@ -29,11 +29,14 @@ pub struct Fields {
 pub fn schema() -> (Schema, Fields) {
     let mut builder = Schema::builder();
     let raw = STRING | FAST;
-    let json = JsonObjectOptions::from(TEXT).set_indexing_options(
-        TextFieldIndexing::default()
-            .set_tokenizer("default")
-            .set_index_option(tantivy::schema::IndexRecordOption::WithFreqsAndPositions),
-    );
+    // Text in `fields` is searched like the message; the raw value is kept fast for facets.
+    let json = JsonObjectOptions::from(TEXT)
+        .set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer("default")
+                .set_index_option(tantivy::schema::IndexRecordOption::WithFreqsAndPositions),
+        )
+        .set_fast(Some("raw"));
     let fields = Fields {
         time: builder.add_date_field(
             "time",
@@ -48,9 +51,15 @@ pub fn schema() -> (Schema, Fields) {
         node: builder.add_text_field("node", raw.clone()),
         image: builder.add_text_field("image", raw),
         log: builder.add_text_field("log", TEXT),
-        labels: builder.add_json_field("labels", JsonObjectOptions::from(STRING)),
+        labels: builder.add_json_field(
+            "labels",
+            JsonObjectOptions::from(STRING).set_fast(Some("raw")),
+        ),
         fields: builder.add_json_field("fields", json),
-        partition: builder.add_u64_field("partition", NumericOptions::default().set_fast()),
+        partition: builder.add_u64_field(
+            "partition",
+            NumericOptions::default().set_fast().set_indexed(),
+        ),
         offset: builder.add_u64_field("offset", NumericOptions::default().set_fast().set_indexed()),
         record: builder.add_text_field("record", TextOptions::default().set_stored()),
     };

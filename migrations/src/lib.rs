@@ -4,12 +4,18 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_users_and_namespaces;
+mod m20261125_000002_audit_events;
+mod m20261125_000003_access;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261125_000001_users_and_namespaces::Migration)]
+        vec![
+            Box::new(m20261125_000001_users_and_namespaces::Migration),
+            Box::new(m20261125_000002_audit_events::Migration),
+            Box::new(m20261125_000003_access::Migration),
+        ]
     }
 }

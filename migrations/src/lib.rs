@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261125_000001_users_and_namespaces;
 mod m20261125_000002_audit_events;
 mod m20261125_000003_access;
+mod m20261125_000004_sessions;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_users_and_namespaces::Migration),
             Box::new(m20261125_000002_audit_events::Migration),
             Box::new(m20261125_000003_access::Migration),
+            Box::new(m20261125_000004_sessions::Migration),
         ]
     }
 }

@@ -56,13 +56,23 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(Bindings::Table)
                     .if_not_exists()
-                    .col(ColumnDef::new(Bindings::Id).big_integer().not_null().auto_increment().primary_key())
+                    .col(
+                        ColumnDef::new(Bindings::Id)
+                            .big_integer()
+                            .not_null()
+                            .auto_increment()
+                            .primary_key(),
+                    )
                     .col(ColumnDef::new(Bindings::SubjectKind).string().not_null())
                     .col(ColumnDef::new(Bindings::Subject).string().not_null())
                     .col(ColumnDef::new(Bindings::Role).string().not_null())
                     .col(ColumnDef::new(Bindings::Pattern).string().not_null())
                     .col(ColumnDef::new(Bindings::CreatedBy).string().not_null())
-                    .col(ColumnDef::new(Bindings::CreatedAt).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(Bindings::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -84,28 +94,64 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(ApiTokens::Table)
                     .if_not_exists()
-                    .col(ColumnDef::new(ApiTokens::Id).big_integer().not_null().auto_increment().primary_key())
+                    .col(
+                        ColumnDef::new(ApiTokens::Id)
+                            .big_integer()
+                            .not_null()
+                            .auto_increment()
+                            .primary_key(),
+                    )
                     .col(ColumnDef::new(ApiTokens::UserName).string().not_null())
                     .col(ColumnDef::new(ApiTokens::Name).string().not_null())
                     .col(ColumnDef::new(ApiTokens::Prefix).string().not_null())
-                    .col(ColumnDef::new(ApiTokens::Hash).string().not_null().unique_key())
+                    .col(
+                        ColumnDef::new(ApiTokens::Hash)
+                            .string()
+                            .not_null()
+                            .unique_key(),
+                    )
                     .col(ColumnDef::new(ApiTokens::Role).string().not_null())
                     .col(ColumnDef::new(ApiTokens::Patterns).text().not_null())
                     .col(ColumnDef::new(ApiTokens::Standalone).boolean().not_null())
-                    .col(ColumnDef::new(ApiTokens::ExpiresAt).timestamp_with_time_zone().null())
-                    .col(ColumnDef::new(ApiTokens::CreatedAt).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(ApiTokens::LastUsedAt).timestamp_with_time_zone().null())
-                    .col(ColumnDef::new(ApiTokens::RevokedAt).timestamp_with_time_zone().null())
+                    .col(
+                        ColumnDef::new(ApiTokens::ExpiresAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(ApiTokens::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ApiTokens::LastUsedAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(ApiTokens::RevokedAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
                     .to_owned(),
             )
             .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(ApiTokens::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(Bindings::Table).to_owned()).await?;
         manager
-            .alter_table(Table::alter().table(Users::Table).drop_column(Users::PasswordHash).to_owned())
+            .drop_table(Table::drop().table(ApiTokens::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(Bindings::Table).to_owned())
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Users::Table)
+                    .drop_column(Users::PasswordHash)
+                    .to_owned(),
+            )
             .await
     }
 }

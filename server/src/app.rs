@@ -9,7 +9,7 @@ use sea_orm::DatabaseConnection;
 use crate::config::Config;
 use crate::ingest::Ingest;
 use crate::search::IndexRegistry;
-use crate::{api, dashboard, db, Error, Result};
+use crate::{api, authz, dashboard, db, Error, Result};
 
 /// What request handlers share.
 #[derive(Clone)]
@@ -38,6 +38,7 @@ pub async fn serve(config: Config, shutdown: Arc<AtomicBool>) -> Result<()> {
     let state = AppState { registry, db };
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(authz::routes::enforce))
             .app_data(web::Data::new(state.clone()))
             .configure(api::routes)
             .configure(dashboard::routes)

@@ -9,8 +9,11 @@ use figment::providers::Serialized;
 use figment::Figment;
 use serde::Serialize;
 
+use crate::auth::tokens::{self, NewToken};
+use crate::authz::bindings::{self, NewBinding};
+use crate::authz::{Pattern, Role};
 use crate::config::Config;
-use crate::{app, db, embedded, Result};
+use crate::{app, audit, db, embedded, Result};
 
 #[derive(Parser)]
 #[command(
@@ -56,14 +59,75 @@ pub enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Manage role bindings.
+    #[command(subcommand)]
+    Binding(BindingCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
 #[derive(Subcommand)]
 pub enum UserCommand {
-    /// Add a user.
-    Add { name: String },
+    /// Add a user (a local account when a password is given).
+    Add {
+        name: String,
+        /// Read the local password from standard input (one line).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set a user's local password, read from standard input.
+    SetPassword { name: String },
     /// List users.
     List,
+}
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token for a user; the token is printed alone on the last line.
+    Create {
+        /// The user the token acts as.
+        #[arg(long)]
+        subject: String,
+        /// admin, auditor, owner or viewer.
+        #[arg(long, default_value = "viewer")]
+        role: String,
+        /// Namespace patterns, comma-separated (owner and viewer; default `*`).
+        #[arg(long, value_delimiter = ',')]
+        namespaces: Vec<String>,
+        /// Lifetime such as 30d or 12h; default: no expiry.
+        #[arg(long)]
+        expires: Option<String>,
+        /// A name to recognise the token by.
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum BindingCommand {
+    /// Give a user or group a role (over a namespace pattern for owner and viewer).
+    Add {
+        #[arg(long, conflicts_with = "group", required_unless_present = "group")]
+        user: Option<String>,
+        #[arg(long)]
+        group: Option<String>,
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        pattern: Option<String>,
+    },
+    /// List bindings.
+    List,
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Check the audit log's hash chain; exits non-zero when it is broken.
+    Verify,
 }
 
 pub async fn run(cli: Cli) -> Result<()> {
@@ -85,14 +149,23 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::User(command) => {
-            std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-                crate::Error::Io(format!("creating {}", config.data_dir.display()), e)
-            })?;
-            let db = db::connect(&config.database_url()).await?;
+            let db = open_database(&config).await?;
             match command {
-                UserCommand::Add { name } => {
-                    let user = db::users::add(&db, &name).await?;
+                UserCommand::Add {
+                    name,
+                    password_stdin,
+                } => {
+                    let password = if password_stdin {
+                        Some(read_password()?)
+                    } else {
+                        None
+                    };
+                    let user = db::users::add(&db, &name, password.as_deref()).await?;
                     println!("added user {} (id {})", user.name, user.id);
+                }
+                UserCommand::SetPassword { name } => {
+                    db::users::set_password(&db, &name, &read_password()?).await?;
+                    println!("password set for {name}");
                 }
                 UserCommand::List => {
                     for user in db::users::list(&db).await? {
@@ -107,5 +180,112 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Token(TokenCommand::Create {
+            subject,
+            role,
+            namespaces,
+            expires,
+            name,
+        }) => {
+            let db = open_database(&config).await?;
+            if db::users::find(&db, &subject).await?.is_none() {
+                return Err(crate::Error::NotFound(format!(
+                    "user {subject:?}: add it first with `bitesize user add {subject}`"
+                )));
+            }
+            let role = Role::parse(&role)?;
+            let patterns = if namespaces.is_empty() || matches!(role, Role::Admin | Role::Auditor) {
+                vec![Pattern::parse("*")?]
+            } else {
+                namespaces
+                    .iter()
+                    .map(|n| Pattern::parse(n))
+                    .collect::<Result<Vec<_>>>()?
+            };
+            let expires_at = expires
+                .as_deref()
+                .map(crate::api::access::parse_lifetime)
+                .transpose()?;
+            // Created by the operator of the data directory: the token carries its grant itself.
+            let token = NewToken {
+                user: subject,
+                name,
+                role,
+                patterns,
+                expires_at,
+                standalone: true,
+                secret: None,
+            };
+            let (secret, model) = tokens::create(&db, token).await?;
+            eprintln!(
+                "created token {} for {} ({}); it is shown once:",
+                model.id, model.user_name, model.role
+            );
+            println!("{secret}");
+            Ok(())
+        }
+        Command::Binding(command) => {
+            let db = open_database(&config).await?;
+            match command {
+                BindingCommand::Add {
+                    user,
+                    group,
+                    role,
+                    pattern,
+                } => {
+                    let (subject_kind, subject) = match (user, group) {
+                        (Some(user), _) => ("user", user),
+                        (None, Some(group)) => ("group", group),
+                        (None, None) => {
+                            return Err(crate::Error::BadRequest("give --user or --group".into()))
+                        }
+                    };
+                    let binding = NewBinding {
+                        subject_kind: subject_kind.into(),
+                        subject,
+                        role,
+                        pattern,
+                    };
+                    let added = bindings::add(&db, binding, "cli").await?;
+                    println!(
+                        "binding {}: {} {} is {} of {}",
+                        added.id, added.subject_kind, added.subject, added.role, added.pattern
+                    );
+                }
+                BindingCommand::List => {
+                    for b in bindings::list(&db).await? {
+                        println!(
+                            "{}\t{} {}\t{}\t{}",
+                            b.id, b.subject_kind, b.subject, b.role, b.pattern
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Audit(AuditCommand::Verify) => {
+            let db = open_database(&config).await?;
+            let verification = audit::verify(&db).await?;
+            println!("{}", serde_json::to_string(&verification).expect("json"));
+            if verification.ok {
+                Ok(())
+            } else {
+                Err(crate::Error::Internal("the audit chain is broken".into()))
+            }
+        }
     }
+}
+
+async fn open_database(config: &Config) -> Result<sea_orm::DatabaseConnection> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| crate::Error::Io(format!("creating {}", config.data_dir.display()), e))?;
+    db::connect(&config.database_url()).await
+}
+
+fn read_password() -> Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| crate::Error::Io("reading the password".into(), e))?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }

@@ -24,8 +24,27 @@ pub struct Config {
     pub broker_bin: Option<PathBuf>,
     /// The shipper binary the demo starts (default: next to this binary).
     pub shipper_bin: Option<PathBuf>,
+    /// Demo only: this string becomes a valid admin API token, for scripting.
+    pub demo_admin_token: Option<Secret>,
     pub kafka: KafkaConfig,
     pub ingest: IngestConfig,
+}
+
+/// A secret from configuration: usable, but never printed (`Debug` shows `***`).
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -58,6 +77,7 @@ impl Default for Config {
             database_url: None,
             broker_bin: None,
             shipper_bin: None,
+            demo_admin_token: None,
             kafka: KafkaConfig::default(),
             ingest: IngestConfig::default(),
         }

@@ -11,6 +11,10 @@ pub enum Error {
     BadRequest(String),
     #[error("not found: {0}")]
     NotFound(String),
+    #[error("unauthenticated: {0}")]
+    Unauthorized(String),
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     #[error("database: {0}")]
     Database(#[from] sea_orm::DbErr),
     #[error("kafka: {0}")]
@@ -33,6 +37,8 @@ impl Error {
         match self {
             Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Error::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Error::Config(_)
             | Error::Database(_)
             | Error::Kafka(_)
@@ -55,7 +61,10 @@ impl actix_web::ResponseError for Error {
             tracing::error!(error = %self, "request failed");
         }
         let detail = match self {
-            Error::BadRequest(reason) | Error::NotFound(reason) => reason.clone(),
+            Error::BadRequest(reason)
+            | Error::NotFound(reason)
+            | Error::Unauthorized(reason)
+            | Error::Forbidden(reason) => reason.clone(),
             _ => "see the server log".to_owned(),
         };
         HttpResponse::build(status).json(serde_json::json!({ "error": kind, "detail": detail }))

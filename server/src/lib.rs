@@ -4,6 +4,8 @@
 pub mod api;
 pub mod app;
 pub mod audit;
+pub mod auth;
+pub mod authz;
 pub mod cli;
 pub mod config;
 pub mod dashboard;

@@ -200,7 +200,12 @@ async fn read_api_over_real_ingest() {
     );
 
     // Live tail: a line written after the tail started arrives within 3 s.
-    let response = reqwest::get(server.url(&format!("/api/v1/tail?namespace={ns}&q=fresh")))
+    let response = server
+        .get_as(
+            &format!("/api/v1/tail?namespace={ns}&q=fresh"),
+            Some(&server.admin_token),
+        )
+        .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 200);

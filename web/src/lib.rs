@@ -16,9 +16,18 @@ pub struct HitRow {
     pub message: String,
 }
 
+/// Who is signed in, for the header.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Viewer {
+    pub user: String,
+    /// Roles in force, e.g. `viewer of shop`.
+    pub roles: Vec<String>,
+}
+
 /// Everything the search page shows.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SearchPage {
+    pub viewer: Viewer,
     /// Namespaces the picker offers.
     pub namespaces: Vec<String>,
     /// The selected namespace; empty means all.
@@ -37,6 +46,13 @@ const STYLE: &str = r#"
 body { margin:0; font: 15px/1.45 system-ui, sans-serif; background:var(--bg); color:var(--fg); }
 header { display:flex; align-items:center; gap:1rem; padding:.6rem 1.2rem; border-bottom:1px solid var(--line); }
 header h1 { font-size:1.1rem; margin:0; }
+header nav a { color:var(--fg); }
+header .who { margin-left:auto; color:var(--muted); }
+header form.signout button { font:inherit; background:none; border:1px solid var(--line); color:var(--fg); border-radius:6px; padding:.2rem .6rem; cursor:pointer; }
+main.login { max-width:22rem; }
+main.login input { width:100%; padding:.45rem .6rem; font:inherit; border:1px solid var(--line); border-radius:6px; background:var(--bg); color:var(--fg); }
+main.login button { padding:.45rem .9rem; font:inherit; border-radius:6px; border:1px solid var(--accent); background:var(--accent); color:#fff; }
+.visually-hidden { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(0 0 0 0); }
 main { padding:1rem 1.2rem; }
 form.search { display:flex; gap:.5rem; flex-wrap:wrap; margin-bottom:1rem; }
 form.search input[type=search] { flex:1; min-width:16rem; padding:.45rem .6rem; font:inherit; border:1px solid var(--line); border-radius:6px; background:var(--bg); color:var(--fg); }
@@ -51,19 +67,74 @@ table.hits td.message { white-space:pre-wrap; word-break:break-word; }
 td.stderr { color:var(--err); }
 "#;
 
-/// Renders the whole search page as an HTML document.
-pub fn render_search_page(page: SearchPage) -> String {
-    let body = Owner::new().with(|| view! { <SearchView page=page/> }.to_html());
+fn document(title: &str, body: String) -> String {
     format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>Bitesize · Search</title><style>{STYLE}</style></head><body>{body}</body></html>"
+         <title>Bitesize · {title}</title><style>{STYLE}</style></head><body>{body}</body></html>"
     )
+}
+
+/// Renders the whole search page as an HTML document.
+pub fn render_search_page(page: SearchPage) -> String {
+    document(
+        "Search",
+        Owner::new().with(|| view! { <SearchView page=page/> }.to_html()),
+    )
+}
+
+/// The sign-in page.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoginPage {
+    /// Where to go after signing in.
+    pub next: String,
+    /// Why the last attempt failed, said plainly.
+    pub error: Option<String>,
+}
+
+pub fn render_login_page(page: LoginPage) -> String {
+    document(
+        "Sign in",
+        Owner::new().with(|| view! { <LoginView page=page/> }.to_html()),
+    )
+}
+
+#[component]
+fn LoginView(page: LoginPage) -> impl IntoView {
+    view! {
+        <header><h1>"Bitesize"</h1></header>
+        <main class="login">
+            <h2>"Sign in"</h2>
+            {page.error.map(|e| view! { <p class="error" role="alert">{e}</p> })}
+            <form method="post" action="/auth/login">
+                <input type="hidden" name="next" value=page.next/>
+                <p><label for="user">"User"</label><br/>
+                <input id="user" name="user" autocomplete="username" required=true autofocus=true/></p>
+                <p><label for="password">"Password"</label><br/>
+                <input id="password" name="password" type="password" autocomplete="current-password" required=true/></p>
+                <button type="submit">"Sign in"</button>
+            </form>
+        </main>
+    }
+}
+
+#[component]
+fn Header(viewer: Viewer) -> impl IntoView {
+    let roles = viewer.roles.join(", ");
+    view! {
+        <header>
+            <h1>"Bitesize"</h1>
+            <nav><a href="/search">"Search"</a></nav>
+            <span class="who">{viewer.user}" · "<span class="roles">{roles}</span></span>
+            <form method="post" action="/auth/logout" class="signout"><button type="submit">"Sign out"</button></form>
+        </header>
+    }
 }
 
 #[component]
 fn SearchView(page: SearchPage) -> impl IntoView {
     let SearchPage {
+        viewer,
         namespaces,
         namespace,
         query,
@@ -96,7 +167,7 @@ fn SearchView(page: SearchPage) -> impl IntoView {
         })
         .collect_view();
     view! {
-        <header><h1>"Bitesize"</h1><span>"Search"</span></header>
+        <Header viewer=viewer/>
         <main>
             <form class="search" method="get" action="/search" role="search">
                 <label for="namespace" class="visually-hidden">"Namespace"</label>
@@ -135,6 +206,7 @@ mod tests {
             }],
             total: 1,
             error: None,
+            ..Default::default()
         });
         assert!(html.starts_with("<!DOCTYPE html>"));
         assert!(
@@ -144,6 +216,33 @@ mod tests {
         assert!(!html.contains("<script>alert"));
         assert!(html.contains("1 matching"));
         assert!(html.contains(r#"value="GET""#));
+    }
+
+    #[test]
+    fn login_page_keeps_next_and_says_errors() {
+        let html = render_login_page(LoginPage {
+            next: "/search?q=x".into(),
+            error: Some("wrong user or password".into()),
+        });
+        assert!(html.contains(r#"value="/search?q=x""#), "{html}");
+        assert!(html.contains("wrong user or password"));
+        assert!(html.contains(r#"action="/auth/login""#));
+    }
+
+    #[test]
+    fn header_shows_who_is_signed_in() {
+        let html = render_search_page(SearchPage {
+            viewer: Viewer {
+                user: "alice".into(),
+                roles: vec!["viewer of shop".into()],
+            },
+            ..Default::default()
+        });
+        assert!(
+            html.contains("alice")
+                && html.contains("viewer of shop")
+                && html.contains("/auth/logout")
+        );
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! The REST API under `/api/v1`, and the health endpoint.
 
+pub mod access;
 mod stream;
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use crate::app::AppState;
+use crate::authz::{self, NamespaceScope, Principal};
 use crate::search::{self, SearchRequest, Selection, SortKey, TimeRange};
-use crate::{db, Error, Result};
+use crate::{audit, Error, Result};
 
 pub const DEFAULT_LIMIT: usize = 100;
 
@@ -18,7 +20,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/facets", web::get().to(facets))
         .route("/api/v1/export", web::get().to(stream::export))
         .route("/api/v1/tail", web::get().to(stream::tail))
-        .route("/api/v1/namespaces", web::get().to(namespaces));
+        .route("/api/v1/namespaces", web::get().to(namespaces))
+        .configure(access::routes);
 }
 
 async fn healthz() -> HttpResponse {
@@ -49,11 +52,72 @@ pub struct ReadParams {
     pub size: Option<usize>,
     /// export: `ndjson` (default) or `csv`.
     pub format: Option<String>,
+    /// Why the data is read; required of auditors (or the `X-Bitesize-Reason` header).
+    pub reason: Option<String>,
+}
+
+/// A read the caller is allowed to make: its scope, and the reason it stated.
+pub struct Read {
+    pub scope: NamespaceScope,
+    pub reason: Option<String>,
+}
+
+impl Read {
+    /// The caller's scope; an auditor without a stated reason is refused.
+    pub async fn authorize(
+        state: &AppState,
+        principal: &Principal,
+        request: &HttpRequest,
+        params: &ReadParams,
+    ) -> Result<Read> {
+        let scope = authz::scope_for(&state.db, principal).await?;
+        let header = request
+            .headers()
+            .get("x-bitesize-reason")
+            .and_then(|v| v.to_str().ok());
+        let reason = params
+            .reason
+            .as_deref()
+            .or(header)
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned);
+        if scope.requires_reason() && reason.is_none() {
+            return Err(Error::BadRequest(
+                "auditors state a reason for every read: the reason parameter or the X-Bitesize-Reason header".into(),
+            ));
+        }
+        Ok(Read { scope, reason })
+    }
+
+    /// Records the read in the audit log.
+    pub async fn audit(
+        &self,
+        state: &AppState,
+        action: &str,
+        selection: &Selection,
+        hits: Option<u64>,
+        detail: serde_json::Value,
+    ) -> Result<()> {
+        let event = audit::NewEvent {
+            actor: self.scope.actor().to_owned(),
+            action: action.to_owned(),
+            namespaces: selection.namespaces.clone(),
+            query: Some(selection.query.clone()),
+            hits,
+            reason: self.reason.clone(),
+            detail,
+        };
+        audit::record(&state.db, event).await?;
+        Ok(())
+    }
 }
 
 impl ReadParams {
-    pub fn selection(&self, state: &AppState) -> Result<Selection> {
-        let namespaces = match self.namespace.as_deref().map(str::trim) {
+    /// What to read: the requested namespaces (all when none named) narrowed to `scope`.
+    /// A namespace outside the scope is not an error: it simply has nothing to show.
+    pub fn selection(&self, state: &AppState, scope: &NamespaceScope) -> Result<Selection> {
+        let requested = match self.namespace.as_deref().map(str::trim) {
             None | Some("") => state.registry.names(),
             Some(list) => {
                 let names: Vec<String> = list.split(',').map(|n| n.trim().to_owned()).collect();
@@ -67,13 +131,17 @@ impl ReadParams {
         let range = TimeRange::parse(self.from.as_deref(), self.to.as_deref(), chrono::Utc::now())
             .map_err(Error::BadRequest)?;
         Ok(Selection {
-            namespaces,
+            namespaces: scope.filter(requested),
             query: self.q.clone().unwrap_or_default(),
             range,
         })
     }
 
-    pub fn search_request(&self, state: &AppState) -> Result<SearchRequest> {
+    pub fn search_request(
+        &self,
+        state: &AppState,
+        scope: &NamespaceScope,
+    ) -> Result<SearchRequest> {
         let after = match self.cursor.as_deref().filter(|c| !c.is_empty()) {
             None => None,
             Some(cursor) => Some(SortKey::decode(cursor).ok_or_else(|| {
@@ -81,7 +149,7 @@ impl ReadParams {
             })?),
         };
         Ok(SearchRequest {
-            selection: self.selection(state)?,
+            selection: self.selection(state, scope)?,
             limit: self.limit.unwrap_or(DEFAULT_LIMIT),
             after,
         })
@@ -107,39 +175,56 @@ pub async fn run_search(
 
 async fn search_records(
     state: web::Data<AppState>,
+    principal: Principal,
+    request: HttpRequest,
     params: web::Query<ReadParams>,
 ) -> Result<HttpResponse> {
-    let request = params.search_request(&state)?;
-    Ok(HttpResponse::Ok().json(run_search(&state, request).await?))
+    let read = Read::authorize(&state, &principal, &request, &params).await?;
+    let search = params.search_request(&state, &read.scope)?;
+    let selection = search.selection.clone();
+    let response = run_search(&state, search).await?;
+    let detail =
+        serde_json::json!({ "from": params.from, "to": params.to, "cursor": params.cursor });
+    read.audit(&state, "search", &selection, Some(response.total), detail)
+        .await?;
+    Ok(HttpResponse::Ok().json(response))
 }
 
 async fn histogram(
     state: web::Data<AppState>,
+    principal: Principal,
+    request: HttpRequest,
     params: web::Query<ReadParams>,
 ) -> Result<HttpResponse> {
-    let selection = params.selection(&state)?;
-    let (registry, bucket) = (state.registry.clone(), params.bucket_ms);
+    let read = Read::authorize(&state, &principal, &request, &params).await?;
+    let selection = params.selection(&state, &read.scope)?;
+    let (registry, bucket, audited) = (state.registry.clone(), params.bucket_ms, selection.clone());
     let response = blocking(move || search::histogram(&registry, &selection, bucket)).await?;
+    let detail = serde_json::json!({ "from": params.from, "to": params.to, "bucket_ms": response.bucket_ms });
+    read.audit(&state, "histogram", &audited, Some(response.total), detail)
+        .await?;
     Ok(HttpResponse::Ok().json(response))
 }
 
 async fn facets(
     state: web::Data<AppState>,
+    principal: Principal,
+    request: HttpRequest,
     params: web::Query<ReadParams>,
 ) -> Result<HttpResponse> {
-    let selection = params.selection(&state)?;
+    let read = Read::authorize(&state, &principal, &request, &params).await?;
+    let selection = params.selection(&state, &read.scope)?;
     let mut fields: Vec<String> = search::DEFAULT_FACETS
         .iter()
         .map(|f| f.to_string())
         .collect();
-    for extra in params
+    let extras = params
         .field
         .as_deref()
         .unwrap_or_default()
         .split(',')
-        .map(str::trim)
-        .filter(|f| !f.is_empty())
-    {
+        .map(str::trim);
+    for extra in extras.filter(|f| !f.is_empty()) {
         if !fields.iter().any(|f| f == extra) {
             fields.push(extra.to_owned());
         }
@@ -148,12 +233,16 @@ async fn facets(
     if size == 0 || size > 100 {
         return Err(Error::BadRequest("size must be between 1 and 100".into()));
     }
-    let registry = state.registry.clone();
+    let detail = serde_json::json!({ "from": params.from, "to": params.to, "fields": fields });
+    let (registry, audited) = (state.registry.clone(), selection.clone());
     let response = blocking(move || search::facets(&registry, &selection, &fields, size)).await?;
+    read.audit(&state, "facets", &audited, None, detail).await?;
     Ok(HttpResponse::Ok().json(response))
 }
 
-async fn namespaces(state: web::Data<AppState>) -> Result<HttpResponse> {
-    let namespaces = db::namespaces::list(&state.db).await?;
+/// Namespaces with data that the caller may read.
+async fn namespaces(state: web::Data<AppState>, principal: Principal) -> Result<HttpResponse> {
+    let scope = authz::scope_for(&state.db, &principal).await?;
+    let namespaces = scope.filter(crate::db::namespaces::list(&state.db).await?);
     Ok(HttpResponse::Ok().json(serde_json::json!({ "namespaces": namespaces })))
 }

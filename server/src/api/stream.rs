@@ -9,8 +9,9 @@ use actix_web::HttpResponse;
 use futures::Stream;
 use tokio::sync::mpsc;
 
-use super::{blocking, ReadParams};
+use super::{blocking, Read, ReadParams};
 use crate::app::AppState;
+use crate::authz::Principal;
 use crate::search::{self, Hit};
 use crate::{Error, Result};
 
@@ -35,6 +36,8 @@ fn channel_stream(rx: mpsc::Receiver<Result<Bytes>>) -> impl Stream<Item = Resul
 
 pub async fn export(
     state: web::Data<AppState>,
+    principal: Principal,
+    request: actix_web::HttpRequest,
     params: web::Query<ReadParams>,
 ) -> Result<HttpResponse> {
     let format = match params.format.as_deref().unwrap_or("ndjson") {
@@ -46,7 +49,8 @@ pub async fn export(
             )))
         }
     };
-    let selection = params.selection(&state)?;
+    let read = Read::authorize(&state, &principal, &request, &params).await?;
+    let selection = params.selection(&state, &read.scope)?;
     let registry = state.registry.clone();
     // The first page runs before the response starts, so a bad query is still a 400.
     let first = {
@@ -55,6 +59,10 @@ pub async fn export(
             .await?
             .0
     };
+    let detail =
+        serde_json::json!({ "from": params.from, "to": params.to, "format": params.format });
+    read.audit(&state, "export", &selection, None, detail)
+        .await?;
     let (tx, rx) = mpsc::channel::<Result<Bytes>>(4);
     tokio::task::spawn_blocking(move || {
         let mut page = first;
@@ -144,9 +152,12 @@ fn csv_cell(value: &str) -> String {
 
 pub async fn tail(
     state: web::Data<AppState>,
+    principal: Principal,
+    request: actix_web::HttpRequest,
     params: web::Query<ReadParams>,
 ) -> Result<HttpResponse> {
-    let mut selection = params.selection(&state)?;
+    let read = Read::authorize(&state, &principal, &request, &params).await?;
+    let mut selection = params.selection(&state, &read.scope)?;
     selection.range = search::TimeRange::default();
     let registry = state.registry.clone();
     let mut position = {
@@ -158,6 +169,8 @@ pub async fn tail(
         })
         .await?
     };
+    read.audit(&state, "tail", &selection, None, serde_json::json!({}))
+        .await?;
     let (tx, rx) = mpsc::channel::<Result<Bytes>>(TAIL_BUFFER);
     tokio::spawn(async move {
         let mut last_sent = tokio::time::Instant::now();

@@ -1,40 +1,82 @@
-//! Hosts the dashboard: fetches what a page shows through the search module and has
-//! `bitesize-web` render it.
+//! Hosts the dashboard: fetches what a page shows through `authz` and the search module and
+//! has `bitesize-web` render it; signs people in and out.
 
-use actix_web::{http::header, web, HttpResponse};
-use bitesize_web::{render_search_page, HitRow, SearchPage};
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::{http::header, web, HttpRequest, HttpResponse};
+use bitesize_web::{render_login_page, render_search_page, HitRow, LoginPage, SearchPage, Viewer};
+use serde::Deserialize;
 
-use crate::api::{run_search, ReadParams};
+use crate::api::{run_search, Read, ReadParams};
 use crate::app::AppState;
-use crate::{db, Error, Result};
+use crate::auth::{self, sessions};
+use crate::authz::{self, NamespaceScope, Principal};
+use crate::{audit, db, Error, Result};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route(
-        "/",
-        web::get().to(|| async {
-            HttpResponse::Found()
-                .insert_header((header::LOCATION, "/search"))
-                .finish()
-        }),
-    )
-    .route("/search", web::get().to(search_page));
+    cfg.route("/", web::get().to(|| async { redirect("/search") }))
+        .route("/search", web::get().to(search_page))
+        .route("/login", web::get().to(login_page))
+        .route("/auth/login", web::post().to(login))
+        .route("/auth/logout", web::post().to(logout));
+}
+
+fn redirect(to: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, to.to_owned()))
+        .finish()
+}
+
+fn html(body: String) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(body)
+}
+
+fn viewer(principal: &Principal, scope: &NamespaceScope) -> Viewer {
+    let roles = scope
+        .grants()
+        .iter()
+        .map(|g| match g.role {
+            authz::Role::Admin | authz::Role::Auditor => g.role.as_str().to_owned(),
+            _ => format!("{} of {}", g.role.as_str(), g.pattern.as_str()),
+        })
+        .collect();
+    Viewer {
+        user: principal.user.clone(),
+        roles,
+    }
 }
 
 async fn search_page(
     state: web::Data<AppState>,
+    principal: Principal,
+    request: HttpRequest,
     params: web::Query<ReadParams>,
 ) -> Result<HttpResponse> {
-    let namespaces = db::namespaces::list(&state.db).await?;
+    let scope = authz::scope_for(&state.db, &principal).await?;
     let mut page = SearchPage {
-        namespaces,
+        viewer: viewer(&principal, &scope),
+        namespaces: scope.filter(db::namespaces::list(&state.db).await?),
         namespace: params.namespace.clone().unwrap_or_default(),
         query: params.q.clone().unwrap_or_default(),
         ..Default::default()
     };
-    let result = match params.search_request(&state) {
-        Ok(request) => run_search(&state, request).await,
-        Err(e) => Err(e),
-    };
+    let result = async {
+        let read = Read::authorize(&state, &principal, &request, &params).await?;
+        let search = params.search_request(&state, &read.scope)?;
+        let selection = search.selection.clone();
+        let response = run_search(&state, search).await?;
+        read.audit(
+            &state,
+            "search",
+            &selection,
+            Some(response.total),
+            serde_json::json!({ "page": "/search" }),
+        )
+        .await?;
+        Ok::<_, Error>(response)
+    }
+    .await;
     match result {
         Ok(response) => {
             page.total = response.total;
@@ -43,9 +85,7 @@ async fn search_page(
         Err(Error::BadRequest(reason)) => page.error = Some(reason),
         Err(e) => return Err(e),
     }
-    Ok(HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(render_search_page(page)))
+    Ok(html(render_search_page(page)))
 }
 
 fn hit_row(record: &serde_json::Value) -> HitRow {
@@ -59,4 +99,122 @@ fn hit_row(record: &serde_json::Value) -> HitRow {
         stream: text(&record["stream"]),
         message: text(&record["log"]),
     }
+}
+
+#[derive(Debug, Deserialize)]
+struct NextParam {
+    next: Option<String>,
+}
+
+/// Only same-site paths: a sign-in link must not bounce the user to another site.
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
+        _ => "/search".to_owned(),
+    }
+}
+
+async fn login_page(params: web::Query<NextParam>) -> HttpResponse {
+    html(render_login_page(LoginPage {
+        next: safe_next(params.next.as_deref()),
+        error: None,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginForm {
+    user: String,
+    password: String,
+    next: Option<String>,
+}
+
+async fn login(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    form: web::Form<LoginForm>,
+) -> Result<HttpResponse> {
+    let next = safe_next(form.next.as_deref());
+    let Some(principal) = auth::login_local(&state.db, form.user.trim(), &form.password).await?
+    else {
+        audit::record(
+            &state.db,
+            audit::NewEvent {
+                actor: form.user.trim().chars().take(200).collect(),
+                action: "login.failure".into(),
+                namespaces: vec![],
+                query: None,
+                hits: None,
+                reason: None,
+                detail: serde_json::json!({ "method": "local" }),
+            },
+        )
+        .await?;
+        let page = LoginPage {
+            next,
+            error: Some("Wrong user name or password.".into()),
+        };
+        return Ok(HttpResponse::Unauthorized()
+            .content_type("text/html; charset=utf-8")
+            .body(render_login_page(page)));
+    };
+    // A fresh session at every sign-in; the old one, if any, ends.
+    if let Some(old) = request.cookie(sessions::COOKIE) {
+        sessions::end(&state.db, old.value()).await?;
+    }
+    let secret = sessions::start(&state.db, &principal.user, &principal.groups).await?;
+    audit::record(
+        &state.db,
+        audit::NewEvent {
+            actor: principal.user.clone(),
+            action: "login.success".into(),
+            namespaces: vec![],
+            query: None,
+            hits: None,
+            reason: None,
+            detail: serde_json::json!({ "method": "local" }),
+        },
+    )
+    .await?;
+    let secure = request.connection_info().scheme() == "https";
+    let cookie = Cookie::build(sessions::COOKIE, secret)
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(secure)
+        .finish();
+    Ok(HttpResponse::SeeOther()
+        .cookie(cookie)
+        .insert_header((header::LOCATION, next))
+        .finish())
+}
+
+async fn logout(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse> {
+    if let Some(cookie) = request.cookie(sessions::COOKIE) {
+        if let Some(principal) = sessions::authenticate(&state.db, cookie.value()).await? {
+            audit::record(
+                &state.db,
+                audit::NewEvent {
+                    actor: principal.user,
+                    action: "logout".into(),
+                    namespaces: vec![],
+                    query: None,
+                    hits: None,
+                    reason: None,
+                    detail: serde_json::json!({}),
+                },
+            )
+            .await?;
+        }
+        sessions::end(&state.db, cookie.value()).await?;
+    }
+    let mut gone = Cookie::build(sessions::COOKIE, "")
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .finish();
+    gone.make_removal();
+    Ok(HttpResponse::SeeOther()
+        .cookie(gone)
+        .insert_header((header::LOCATION, "/login"))
+        .finish())
 }

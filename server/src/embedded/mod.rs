@@ -2,6 +2,7 @@
 //! workload writing container logs, the shipper over them, and this server — the same code
 //! paths as production, with embedded defaults.
 
+mod accounts;
 mod broker;
 mod supervisor;
 pub mod workload;
@@ -30,6 +31,12 @@ pub async fn run(mut config: Config, kafka: Option<String>) -> Result<()> {
             .map_err(|e| Error::Io(format!("creating {}", dir.display()), e))?;
     }
     let shipper_bin = find_shipper(config.shipper_bin.as_deref())?;
+    let logins = {
+        let db = crate::db::connect(&config.database_url()).await?;
+        let logins = accounts::prepare(&db, &data, config.demo_admin_token.as_ref()).await?;
+        db.close().await?;
+        logins
+    };
     let shutdown = Arc::new(AtomicBool::new(false));
     app::stop_on_signal(shutdown.clone());
 
@@ -73,12 +80,14 @@ pub async fn run(mut config: Config, kafka: Option<String>) -> Result<()> {
     );
 
     println!(
-        "\nBitesize demo is running.\n  dashboard: http://{listen}/search\n  API:       http://{listen}/api/v1/search?namespace=shop\n  Kafka:     {kafka} ({who})\n  data:      {data}\n  namespaces: {namespaces}\nPress Ctrl-C to stop.\n",
+        "\nBitesize demo is running.\n  dashboard: http://{listen}/search\n  API:       http://{listen}/api/v1/search?namespace=shop (Authorization: Bearer <token>)\n  Kafka:     {kafka} ({who})\n  data:      {data}\n  namespaces: {namespaces}\n  sign in as (user, password, role):\n    {logins}\n  API token: `bitesize token create --subject admin --role admin --data-dir {data}`{token_note}\nPress Ctrl-C to stop.\n",
         listen = config.listen,
         kafka = config.kafka.brokers,
         who = if broker.is_some() { "embedded nisshi broker" } else { "external" },
         data = data.display(),
         namespaces = workload::NAMESPACES.join(", "),
+        logins = logins.join("\n    "),
+        token_note = if config.demo_admin_token.is_some() { "; BITESIZE_DEMO_ADMIN_TOKEN is an admin token" } else { "" },
     );
 
     let served = app::serve(config, shutdown.clone()).await;

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 use tantivy::collector::{Count, TopDocs};
-use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
+use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::{DateTime, DocAddress, Searcher, TantivyDocument, Term};
 
@@ -196,16 +196,11 @@ fn time_query(index: &NamespaceIndex, from: Option<i64>, to: Option<i64>) -> Box
     Box::new(RangeQuery::new(lower, upper))
 }
 
+/// The Bitesize query language (docs/query.md); a query that does not parse is a 400 that
+/// says why and where.
 fn parse_query(index: &NamespaceIndex, text: &str) -> Result<Box<dyn Query>> {
-    if text.trim().is_empty() {
-        return Ok(Box::new(AllQuery));
-    }
-    // Bare words search the message; `pod:web`, `labels.app:x`, `fields.level:error` name a field.
-    let mut parser = QueryParser::for_index(index.tantivy_index(), vec![index.fields.log]);
-    parser.set_conjunction_by_default();
-    parser
-        .parse_query(text)
-        .map_err(|e| Error::BadRequest(format!("query {text:?} does not parse: {e}")))
+    query::parse(text, index.tantivy_index(), &index.fields)
+        .map_err(|e| Error::BadRequest(format!("query: {e}")))
 }
 
 #[derive(Debug, Serialize)]

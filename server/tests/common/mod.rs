@@ -114,17 +114,56 @@ pub fn cri(stream: &str, tag: &str, message: &str) -> String {
     format!("{time} {stream} {tag} {message}")
 }
 
-/// The `bitesize serve` process.
+/// Runs a `bitesize` command (not the server) with `env`; returns its stdout.
+pub fn cli(env: &HashMap<String, String>, args: &[&str], stdin: Option<&str>) -> String {
+    let mut child = Command::new(binary("bitesize"))
+        .args(args)
+        .envs(env)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run bitesize");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "bitesize {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The `bitesize serve` process, with an admin API token made through the CLI.
 pub struct Server {
     child: Child,
     pub port: u16,
     pub data_dir: PathBuf,
-    env: HashMap<String, String>,
+    pub env: HashMap<String, String>,
+    /// An admin's API token; every helper request below sends it.
+    pub admin_token: String,
 }
 
 impl Server {
     /// Starts a server that indexes only `namespace` (its own topic pattern and group).
     pub fn start(data_dir: &Path, namespace: &str, database_url: Option<&str>) -> Server {
+        Server::start_with_pattern(data_dir, &format!("^logs\\.{namespace}$"), database_url)
+    }
+
+    /// Starts a server indexing the topics `pattern` matches (its own consumer group).
+    pub fn start_with_pattern(
+        data_dir: &Path,
+        pattern: &str,
+        database_url: Option<&str>,
+    ) -> Server {
+        let namespace = unique();
         let mut env = HashMap::new();
         env.insert("BITESIZE_DATA_DIR".into(), data_dir.display().to_string());
         env.insert("BITESIZE_KAFKA__BROKERS".into(), kafka_bootstrap());
@@ -132,18 +171,23 @@ impl Server {
             "BITESIZE_KAFKA__GROUP_ID".into(),
             format!("test-{namespace}"),
         );
-        env.insert(
-            "BITESIZE_KAFKA__TOPIC_PATTERN".into(),
-            format!("^logs\\.{namespace}$"),
-        );
+        env.insert("BITESIZE_KAFKA__TOPIC_PATTERN".into(), pattern.to_owned());
         env.insert("BITESIZE_INGEST__COMMIT_INTERVAL_MS".into(), "300".into());
         if let Some(url) = database_url {
             env.insert("BITESIZE_DATABASE_URL".into(), url.to_owned());
         }
-        Server::spawn(data_dir, env)
+        std::fs::create_dir_all(data_dir).unwrap();
+        cli(&env, &["user", "add", "admin"], None);
+        let out = cli(
+            &env,
+            &["token", "create", "--subject", "admin", "--role", "admin"],
+            None,
+        );
+        let admin_token = out.lines().last().unwrap().to_owned();
+        Server::spawn(data_dir, env, admin_token)
     }
 
-    fn spawn(data_dir: &Path, env: HashMap<String, String>) -> Server {
+    fn spawn(data_dir: &Path, env: HashMap<String, String>, admin_token: String) -> Server {
         let port = free_port();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -163,6 +207,7 @@ impl Server {
             port,
             data_dir: data_dir.to_owned(),
             env,
+            admin_token,
         };
         server.wait_healthy();
         server
@@ -197,11 +242,28 @@ impl Server {
     pub fn restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        *self = Server::spawn(&self.data_dir.clone(), self.env.clone());
+        *self = Server::spawn(
+            &self.data_dir.clone(),
+            self.env.clone(),
+            self.admin_token.clone(),
+        );
+    }
+
+    /// A GET with `token` as bearer (`None`: anonymous).
+    pub fn get_as(&self, path: &str, token: Option<&str>) -> reqwest::RequestBuilder {
+        let request = reqwest::Client::new().get(self.url(path));
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
     }
 
     pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
-        let response = reqwest::get(self.url(path)).await.expect("request");
+        self.get_json_as(path, Some(&self.admin_token)).await
+    }
+
+    pub async fn get_json_as(&self, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+        let response = self.get_as(path, token).send().await.expect("request");
         let status = response.status().as_u16();
         (
             status,
@@ -210,7 +272,11 @@ impl Server {
     }
 
     pub async fn get_text(&self, path: &str) -> (u16, String) {
-        let response = reqwest::get(self.url(path)).await.expect("request");
+        let response = self
+            .get_as(path, Some(&self.admin_token))
+            .send()
+            .await
+            .expect("request");
         (response.status().as_u16(), response.text().await.unwrap())
     }
 

@@ -1,0 +1,283 @@
+//! Access endpoints: who am I, API tokens (own; admins see all), role bindings (admins) and
+//! the audit log (admins and auditors). Every change is audited.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+
+use crate::app::AppState;
+use crate::auth::tokens::{self, NewToken};
+use crate::authz::bindings::{self, NewBinding};
+use crate::authz::{self, NamespaceScope, Pattern, Principal, Role};
+use crate::{audit, Error, Result};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/v1/me", web::get().to(me))
+        .route("/api/v1/tokens", web::get().to(list_tokens))
+        .route("/api/v1/tokens", web::post().to(create_token))
+        .route("/api/v1/tokens/{id}", web::delete().to(revoke_token))
+        .route("/api/v1/bindings", web::get().to(list_bindings))
+        .route("/api/v1/bindings", web::post().to(add_binding))
+        .route("/api/v1/bindings/{id}", web::delete().to(remove_binding))
+        .route("/api/v1/audit", web::get().to(list_audit))
+        .route("/api/v1/audit/verify", web::get().to(verify_audit));
+}
+
+async fn me(state: web::Data<AppState>, principal: Principal) -> Result<HttpResponse> {
+    let scope = authz::scope_for(&state.db, &principal).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "user": principal.user,
+        "groups": principal.groups,
+        "grants": scope.grants(),
+        "via_token": principal.token.as_ref().map(|t| t.id),
+    })))
+}
+
+async fn change(
+    state: &AppState,
+    actor: &str,
+    action: &str,
+    namespaces: Vec<String>,
+    detail: serde_json::Value,
+) -> Result<()> {
+    let event = audit::NewEvent {
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        namespaces,
+        query: None,
+        hits: None,
+        reason: None,
+        detail,
+    };
+    audit::record(&state.db, event).await?;
+    Ok(())
+}
+
+async fn list_tokens(state: web::Data<AppState>, principal: Principal) -> Result<HttpResponse> {
+    let scope = authz::scope_for(&state.db, &principal).await?;
+    let owner = (!scope.is_admin()).then_some(principal.user.as_str());
+    Ok(HttpResponse::Ok()
+        .json(serde_json::json!({ "tokens": tokens::list(&state.db, owner).await? })))
+}
+
+#[derive(Debug, Deserialize)]
+struct CreateToken {
+    name: String,
+    role: String,
+    /// Namespace patterns (admin and auditor tokens cover `*`).
+    #[serde(default)]
+    namespaces: Vec<String>,
+    /// Lifetime like `30d`, `12h`; absent: no expiry.
+    expires_in: Option<String>,
+}
+
+/// A user creates a token for a subset of their own permissions.
+async fn create_token(
+    state: web::Data<AppState>,
+    principal: Principal,
+    body: web::Json<CreateToken>,
+) -> Result<HttpResponse> {
+    if principal.token.is_some() {
+        return Err(Error::Forbidden(
+            "tokens cannot create tokens; sign in to create one".into(),
+        ));
+    }
+    let scope = authz::scope_for(&state.db, &principal).await?;
+    let role = Role::parse(&body.role)?;
+    let patterns = match role {
+        Role::Admin | Role::Auditor => vec![Pattern::parse("*")?],
+        Role::Owner | Role::Viewer if body.namespaces.is_empty() => {
+            return Err(Error::BadRequest(
+                "namespaces: name at least one namespace or pattern".into(),
+            ))
+        }
+        Role::Owner | Role::Viewer => body
+            .namespaces
+            .iter()
+            .map(|n| Pattern::parse(n))
+            .collect::<Result<Vec<_>>>()?,
+    };
+    if !covers(&scope, role, &patterns) {
+        return Err(Error::Forbidden(format!(
+            "a token can only carry permissions you have: you cannot grant {} on {}",
+            role.as_str(),
+            patterns
+                .iter()
+                .map(Pattern::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let expires_at = body.expires_in.as_deref().map(parse_lifetime).transpose()?;
+    let name = body.name.trim();
+    if name.is_empty() || name.len() > 100 {
+        return Err(Error::BadRequest("name must be 1 to 100 characters".into()));
+    }
+    let new = NewToken {
+        user: principal.user.clone(),
+        name: name.to_owned(),
+        role,
+        patterns,
+        expires_at,
+        standalone: false,
+        secret: None,
+    };
+    let (secret, model) = tokens::create(&state.db, new).await?;
+    change(
+        &state,
+        &principal.user,
+        "token.create",
+        vec![],
+        serde_json::json!({ "id": model.id, "name": model.name, "role": model.role }),
+    )
+    .await?;
+    Ok(HttpResponse::Created().json(
+        serde_json::json!({ "token": secret, "id": model.id, "note": "shown once: store it now" }),
+    ))
+}
+
+/// Whether `scope` holds `role` over every one of `patterns`.
+fn covers(scope: &NamespaceScope, role: Role, patterns: &[Pattern]) -> bool {
+    if scope.is_admin() {
+        return true;
+    }
+    let grants = scope.grants();
+    patterns.iter().all(|wanted| {
+        grants.iter().any(|g| {
+            let role_ok = matches!(
+                (g.role, role),
+                (Role::Auditor, Role::Auditor | Role::Viewer)
+                    | (Role::Owner, Role::Owner | Role::Viewer)
+                    | (Role::Viewer, Role::Viewer)
+            );
+            let pattern_ok = g.pattern.as_str() == "*"
+                || g.pattern == *wanted
+                || (!wanted.as_str().contains('*') && g.pattern.matches(wanted.as_str()))
+                || g.pattern.as_str().strip_suffix('*').is_some_and(|prefix| {
+                    !prefix.contains('*') && wanted.as_str().starts_with(prefix)
+                });
+            role_ok && pattern_ok
+        })
+    })
+}
+
+/// `30d`, `12h`, `45m` from now.
+pub fn parse_lifetime(text: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+    let instant =
+        crate::search::time::parse_instant(&format!("now+{}", text.trim()), chrono::Utc::now())
+            .map_err(|e| Error::BadRequest(format!("expires: {e}")))?;
+    Ok(chrono::DateTime::from_timestamp_nanos(instant))
+}
+
+async fn revoke_token(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<i64>,
+) -> Result<HttpResponse> {
+    let scope = authz::scope_for(&state.db, &principal).await?;
+    let owner = (!scope.is_admin()).then_some(principal.user.as_str());
+    let token = tokens::revoke(&state.db, *id, owner).await?;
+    change(
+        &state,
+        &principal.user,
+        "token.revoke",
+        vec![],
+        serde_json::json!({ "id": token.id, "owner": token.user_name }),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(token))
+}
+
+async fn list_bindings(state: web::Data<AppState>) -> Result<HttpResponse> {
+    Ok(
+        HttpResponse::Ok()
+            .json(serde_json::json!({ "bindings": bindings::list(&state.db).await? })),
+    )
+}
+
+async fn add_binding(
+    state: web::Data<AppState>,
+    principal: Principal,
+    body: web::Json<NewBinding>,
+) -> Result<HttpResponse> {
+    let binding = bindings::add(&state.db, body.into_inner(), &principal.user).await?;
+    change(
+        &state,
+        &principal.user,
+        "binding.create",
+        vec![],
+        serde_json::to_value(&binding).unwrap_or_default(),
+    )
+    .await?;
+    Ok(HttpResponse::Created().json(binding))
+}
+
+async fn remove_binding(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<i64>,
+) -> Result<HttpResponse> {
+    let binding = bindings::remove(&state.db, *id).await?;
+    change(
+        &state,
+        &principal.user,
+        "binding.delete",
+        vec![],
+        serde_json::to_value(&binding).unwrap_or_default(),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(binding))
+}
+
+#[derive(Debug, Deserialize)]
+struct AuditParams {
+    actor: Option<String>,
+    action: Option<String>,
+    namespace: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<u64>,
+    /// Paging: the last id of the previous page.
+    before_id: Option<i64>,
+}
+
+/// The CISO's view: admins and auditors only.
+async fn require_audit_reader(state: &AppState, principal: &Principal) -> Result<()> {
+    let scope = authz::scope_for(&state.db, principal).await?;
+    if scope.is_admin() || scope.grants().iter().any(|g| g.role == Role::Auditor) {
+        Ok(())
+    } else {
+        Err(Error::Forbidden(
+            "the audit log is for admins and auditors; an admin can grant the auditor role".into(),
+        ))
+    }
+}
+
+async fn list_audit(
+    state: web::Data<AppState>,
+    principal: Principal,
+    params: web::Query<AuditParams>,
+) -> Result<HttpResponse> {
+    require_audit_reader(&state, &principal).await?;
+    let range = crate::search::TimeRange::parse(
+        params.from.as_deref(),
+        params.to.as_deref(),
+        chrono::Utc::now(),
+    )
+    .map_err(Error::BadRequest)?;
+    let filter = audit::AuditFilter {
+        actor: params.actor.clone(),
+        action: params.action.clone(),
+        namespace: params.namespace.clone(),
+        from: range.from.map(chrono::DateTime::from_timestamp_nanos),
+        to: range.to.map(chrono::DateTime::from_timestamp_nanos),
+        before_id: params.before_id,
+        limit: params.limit.unwrap_or(audit::DEFAULT_LIST_LIMIT),
+    };
+    let events = audit::list(&state.db, &filter).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "events": events })))
+}
+
+async fn verify_audit(state: web::Data<AppState>, principal: Principal) -> Result<HttpResponse> {
+    require_audit_reader(&state, &principal).await?;
+    Ok(HttpResponse::Ok().json(audit::verify(&state.db).await?))
+}

@@ -9,6 +9,9 @@ use sea_orm::DatabaseConnection;
 use crate::config::Config;
 use crate::ingest::Ingest;
 use crate::search::IndexRegistry;
+use actix_web::middleware::from_fn;
+
+use crate::hardening::{self, LoginLimiter};
 use crate::{api, authz, dashboard, db, Error, Result};
 
 /// What request handlers share.
@@ -36,10 +39,19 @@ pub async fn serve(config: Config, shutdown: Arc<AtomicBool>) -> Result<()> {
         .map_err(|e| Error::Io("starting the ingest thread".into(), e))?;
 
     let state = AppState { registry, db };
+    let limiter = web::Data::new(LoginLimiter::new(10, std::time::Duration::from_secs(300)));
     let server = HttpServer::new(move || {
+        // Outermost last: headers on every response, then CSRF, login limits, then authz.
         App::new()
-            .wrap(actix_web::middleware::from_fn(authz::routes::enforce))
+            .wrap(from_fn(authz::routes::enforce))
+            .wrap(from_fn(hardening::limit_logins))
+            .wrap(from_fn(hardening::same_origin_writes))
+            .wrap(from_fn(hardening::security_headers))
             .app_data(web::Data::new(state.clone()))
+            .app_data(limiter.clone())
+            .app_data(web::JsonConfig::default().limit(hardening::MAX_BODY_BYTES))
+            .app_data(web::FormConfig::default().limit(hardening::MAX_BODY_BYTES))
+            .app_data(web::PayloadConfig::default().limit(hardening::MAX_BODY_BYTES))
             .configure(api::routes)
             .configure(dashboard::routes)
     })

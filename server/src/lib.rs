@@ -12,6 +12,7 @@ pub mod dashboard;
 pub mod db;
 pub mod embedded;
 pub mod error;
+pub mod hardening;
 pub mod ingest;
 pub mod search;
 

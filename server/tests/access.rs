@@ -181,6 +181,7 @@ async fn viewer_of_a_sees_nothing_of_b_by_cookie_or_token() {
     let response = client
         .post(s.server.url("/api/v1/tokens"))
         .header("cookie", &cookie)
+        .header("origin", s.server.url(""))
         .json(&serde_json::json!({"name": "ci", "role": "viewer", "namespaces": [s.b.clone()]}))
         .send()
         .await
@@ -189,6 +190,7 @@ async fn viewer_of_a_sees_nothing_of_b_by_cookie_or_token() {
     let response = client
         .post(s.server.url("/api/v1/tokens"))
         .header("cookie", &cookie)
+        .header("origin", s.server.url(""))
         .json(&serde_json::json!({"name": "ci", "role": "viewer", "namespaces": [s.a.clone()], "expires_in": "1h"}))
         .send()
         .await
@@ -213,6 +215,7 @@ async fn viewer_of_a_sees_nothing_of_b_by_cookie_or_token() {
     let response = client
         .delete(s.server.url(&format!("/api/v1/tokens/{id}")))
         .header("cookie", &cookie)
+        .header("origin", s.server.url(""))
         .send()
         .await
         .unwrap();
@@ -330,4 +333,103 @@ async fn auditors_state_reasons_and_every_read_is_audited() {
             .unwrap()
             .contains("Wrong user name or password."));
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cross_site_writes_headers_body_limits_and_login_throttling() {
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(&root.path().join("data"), &format!("h-{}", unique()), None);
+    cli(
+        &server.env,
+        &["user", "add", "hal", "--password-stdin"],
+        Some("hal-password-99\n"),
+    );
+    cli(
+        &server.env,
+        &[
+            "binding",
+            "add",
+            "--user",
+            "hal",
+            "--role",
+            "viewer",
+            "--pattern",
+            "shop",
+        ],
+        None,
+    );
+    let cookie = sign_in(&server, "hal", "hal-password-99").await;
+    let client = reqwest::Client::new();
+    let token_body = serde_json::json!({"name": "x", "role": "viewer", "namespaces": ["shop"]});
+
+    // The session cookie from another site, or with no origin at all: refused.
+    for origin in [Some("http://evil.example"), None] {
+        let mut request = client
+            .post(server.url("/api/v1/tokens"))
+            .header("cookie", &cookie)
+            .json(&token_body);
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 403, "origin {origin:?}");
+    }
+    let response = client
+        .post(server.url("/api/v1/tokens"))
+        .header("cookie", &cookie)
+        .header("origin", server.url(""))
+        .json(&token_body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "same origin is fine");
+
+    // Security headers on pages and API alike.
+    for path in ["/login", "/api/v1/search", "/healthz"] {
+        let response = client.get(server.url(path)).send().await.unwrap();
+        let headers = response.headers();
+        assert!(
+            headers["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("frame-ancestors 'none'"),
+            "{path}"
+        );
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+    }
+
+    // Oversized bodies are refused before they reach a handler.
+    let huge =
+        serde_json::json!({"name": "x".repeat(200_000), "role": "viewer", "namespaces": ["shop"]});
+    let response = client
+        .post(server.url("/api/v1/tokens"))
+        .bearer_auth(&server.admin_token)
+        .json(&huge)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status() == 413 || response.status() == 400,
+        "{}",
+        response.status()
+    );
+
+    // Ten failed sign-ins from one address, then 429 even with the right password.
+    for _ in 0..10 {
+        let response = client
+            .post(server.url("/auth/login"))
+            .form(&[("user", "hal"), ("password", "nope-nope")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401);
+    }
+    let response = client
+        .post(server.url("/auth/login"))
+        .form(&[("user", "hal"), ("password", "hal-password-99")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
 }

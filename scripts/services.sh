@@ -74,3 +74,48 @@ postgres_test_url() {
     echo "cannot reach database test on 127.0.0.1:5432 as $user" >&2; return 1; }
   echo "postgres://$user@127.0.0.1:5432/test"
 }
+
+# The OpenID Connect provider the SSO tests sign in through: node-oidc-provider in
+# scripts/oidc-provider (needs Node.js 20+ and npm; installed from the lockfile).
+OIDC_PROVIDER_DIR="${OIDC_PROVIDER_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/oidc-provider}"
+
+install_oidc_provider() {
+  command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || {
+    echo "the SSO tests need Node.js 20+ and npm (apt-get install nodejs npm)" >&2; return 1; }
+  # Installed from this very lockfile (its hash is stamped into node_modules): nothing to do.
+  local stamp="$OIDC_PROVIDER_DIR/node_modules/.bitesize-lock.sha256" want
+  want=$(sha256sum "$OIDC_PROVIDER_DIR/package-lock.json" | cut -d' ' -f1)
+  if [ -d "$OIDC_PROVIDER_DIR/node_modules/oidc-provider" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    return 0
+  fi
+  log "installing the test OpenID Connect provider into $OIDC_PROVIDER_DIR/node_modules"
+  (cd "$OIDC_PROVIDER_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$want" >"$stamp"
+}
+
+# Starts the provider on a free loopback port; sets OIDC_PID and OIDC_ISSUER. The caller
+# stops it with stop_oidc_provider.
+start_oidc_provider() {
+  local port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  node "$OIDC_PROVIDER_DIR/provider.mjs" --port "$port" >"${OIDC_LOG:-/dev/null}" 2>&1 &
+  OIDC_PID=$!
+  OIDC_ISSUER="http://127.0.0.1:$port"
+  for _ in $(seq 1 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      log "OpenID Connect provider ready at $OIDC_ISSUER (pid $OIDC_PID)"
+      return 0
+    fi
+    kill -0 "$OIDC_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "the OpenID Connect provider did not start on $OIDC_ISSUER${OIDC_LOG:+; see $OIDC_LOG}" >&2
+  return 1
+}
+
+stop_oidc_provider() {
+  if [ -n "${OIDC_PID:-}" ] && kill -0 "$OIDC_PID" 2>/dev/null; then
+    kill "$OIDC_PID" 2>/dev/null || true
+    wait "$OIDC_PID" 2>/dev/null || true
+  fi
+}

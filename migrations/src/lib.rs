@@ -7,6 +7,7 @@ mod m20261125_000001_users_and_namespaces;
 mod m20261125_000002_audit_events;
 mod m20261125_000003_access;
 mod m20261125_000004_sessions;
+mod m20261125_000005_oidc;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_audit_events::Migration),
             Box::new(m20261125_000003_access::Migration),
             Box::new(m20261125_000004_sessions::Migration),
+            Box::new(m20261125_000005_oidc::Migration),
         ]
     }
 }

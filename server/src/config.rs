@@ -4,6 +4,7 @@
 //! that name the key.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
@@ -28,6 +29,73 @@ pub struct Config {
     pub demo_admin_token: Option<Secret>,
     pub kafka: KafkaConfig,
     pub ingest: IngestConfig,
+    /// The address browsers reach this server at (`https://logs.example.com`), for the
+    /// sign-in redirect URLs; default `http://` + `listen`.
+    pub public_url: Option<String>,
+    /// Local accounts (password form and `POST /auth/login`); off: single sign-on only.
+    pub local_accounts: bool,
+    /// OpenID Connect providers people can sign in with (`[[oidc]]` tables).
+    pub oidc: Vec<OidcProvider>,
+}
+
+/// One OpenID Connect provider (`[[oidc]]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OidcProvider {
+    /// Slug used in URLs: `/auth/oidc/{name}/login`.
+    pub name: String,
+    /// What the sign-in button says: "Sign in with {display_name}" (default: `name`).
+    pub display_name: Option<String>,
+    /// The issuer; its `/.well-known/openid-configuration` is read (https, or http on loopback).
+    pub issuer_url: String,
+    pub client_id: String,
+    /// `None` for a public client (PKCE alone).
+    pub client_secret: Option<Secret>,
+    /// Default: `{public_url}/auth/oidc/{name}/callback`.
+    pub redirect_url: Option<String>,
+    pub scopes: Vec<String>,
+    /// The claim that lists the user's groups (a JSON array of strings, or one string).
+    pub groups_claim: String,
+    /// Where the groups claim is read: `id_token` or `userinfo`.
+    pub groups_from: GroupsFrom,
+    /// The claim that becomes the Bitesize user name (falls back to `sub` when absent).
+    pub username_claim: String,
+    /// Tolerated difference between this server's clock and the provider's, for ID token
+    /// expiry and issue time.
+    pub clock_skew_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupsFrom {
+    IdToken,
+    Userinfo,
+}
+
+impl Default for OidcProvider {
+    fn default() -> Self {
+        OidcProvider {
+            name: String::new(),
+            display_name: None,
+            issuer_url: String::new(),
+            client_id: String::new(),
+            client_secret: None,
+            redirect_url: None,
+            scopes: ["openid", "profile", "email", "groups"]
+                .map(String::from)
+                .to_vec(),
+            groups_claim: "groups".to_owned(),
+            groups_from: GroupsFrom::IdToken,
+            username_claim: "preferred_username".to_owned(),
+            clock_skew_secs: 60,
+        }
+    }
+}
+
+impl OidcProvider {
+    pub fn display_name(&self) -> &str {
+        self.display_name.as_deref().unwrap_or(&self.name)
+    }
 }
 
 /// A secret from configuration: usable, but never printed (`Debug` shows `***`).
@@ -80,6 +148,9 @@ impl Default for Config {
             demo_admin_token: None,
             kafka: KafkaConfig::default(),
             ingest: IngestConfig::default(),
+            public_url: None,
+            local_accounts: true,
+            oidc: Vec::new(),
         }
     }
 }
@@ -101,6 +172,27 @@ impl Default for IngestConfig {
             commit_interval_ms: 1000,
             writer_memory_mb: 50,
         }
+    }
+}
+
+/// What the last [`Config::load`] returned.
+static ACTIVE: RwLock<Option<Arc<Config>>> = RwLock::new(None);
+
+/// An absolute http(s) URL with a host; `https_unless_loopback`: plain http only on loopback.
+fn is_web_url(text: &str, https_unless_loopback: bool) -> bool {
+    let Ok(url) = openidconnect::url::Url::parse(text) else {
+        return false;
+    };
+    let loopback = match url.host() {
+        Some(openidconnect::url::Host::Domain(d)) => d == "localhost",
+        Some(openidconnect::url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(openidconnect::url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => return false,
+    };
+    match url.scheme() {
+        "https" => true,
+        "http" => !https_unless_loopback || loopback,
+        _ => false,
     }
 }
 
@@ -152,7 +244,113 @@ impl Config {
             .extract()
             .map_err(|e| Error::Config(e.to_string()))?;
         config.validate()?;
+        *ACTIVE.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(config.clone()));
         Ok(config)
+    }
+
+    /// The configuration last loaded by [`Config::load`] (defaults before that). The HTTP
+    /// handlers' shared state does not carry the configuration, so the sign-in routes read
+    /// theirs from here.
+    pub fn active() -> Arc<Config> {
+        ACTIVE
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_default()
+    }
+
+    /// The base URL browsers reach this server at, without a trailing `/`.
+    pub fn public_base(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+
+    /// Where `provider` sends browsers back to.
+    pub fn oidc_redirect_url(&self, provider: &OidcProvider) -> String {
+        match &provider.redirect_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "{}/auth/oidc/{}/callback",
+                self.public_base(),
+                provider.name
+            ),
+        }
+    }
+
+    fn validate_sign_in(&self) -> Result<()> {
+        let bad = |key: &str, why: &str| Err(Error::Config(format!("{key}: {why}")));
+        if let Some(url) = &self.public_url {
+            if !is_web_url(url, false) {
+                return bad(
+                    "public_url",
+                    "must be an http:// or https:// URL like https://logs.example.com",
+                );
+            }
+        }
+        if !self.local_accounts && self.oidc.is_empty() {
+            return bad(
+                "local_accounts",
+                "cannot be false while no [[oidc]] provider is configured: nobody could sign in",
+            );
+        }
+        let listen_is_unspecified = self
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .is_ok_and(|a| a.ip().is_unspecified());
+        for (i, provider) in self.oidc.iter().enumerate() {
+            let key = |field: &str| format!("oidc[{i}].{field}");
+            let name_ok = !provider.name.is_empty()
+                && provider.name.len() <= 40
+                && provider
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !name_ok {
+                return bad(
+                    &key("name"),
+                    "must be 1 to 40 of a-z, 0-9 and '-' (it is used in URLs)",
+                );
+            }
+            if self.oidc[..i].iter().any(|p| p.name == provider.name) {
+                return bad(&key("name"), "is used by another provider");
+            }
+            if !is_web_url(&provider.issuer_url, true) {
+                return bad(
+                    &key("issuer_url"),
+                    "must be an https:// URL (http:// only on a loopback address)",
+                );
+            }
+            if provider.client_id.trim().is_empty() {
+                return bad(&key("client_id"), "must be set");
+            }
+            match &provider.redirect_url {
+                Some(url) if !is_web_url(url, false) => {
+                    return bad(&key("redirect_url"), "must be an http:// or https:// URL");
+                }
+                None if self.public_url.is_none() && listen_is_unspecified => {
+                    return bad(
+                        "public_url",
+                        "must be set when listen is a wildcard address and an [[oidc]] provider has no redirect_url",
+                    );
+                }
+                _ => {}
+            }
+            if !provider.scopes.iter().any(|s| s == "openid") {
+                return bad(&key("scopes"), "must include openid");
+            }
+            if provider.groups_claim.trim().is_empty() {
+                return bad(&key("groups_claim"), "must be set");
+            }
+            if provider.username_claim.trim().is_empty() {
+                return bad(&key("username_claim"), "must be set");
+            }
+            if provider.clock_skew_secs > 600 {
+                return bad(&key("clock_skew_secs"), "must be at most 600");
+            }
+        }
+        Ok(())
     }
 
     /// Checks what serde cannot; each error names its key.
@@ -184,7 +382,7 @@ impl Config {
         if self.ingest.writer_memory_mb < 15 {
             return bad("ingest.writer_memory_mb", "must be at least 15");
         }
-        Ok(())
+        self.validate_sign_in()
     }
 
     pub fn index_dir(&self) -> PathBuf {
@@ -235,6 +433,87 @@ mod tests {
             ));
             let config = Config::load(Some(Path::new("bitesize.toml")), flags).unwrap();
             assert_eq!(config.listen, "127.0.0.1:7777");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn oidc_providers_from_file_and_environment() {
+        Jail::expect_with(|jail| {
+            let text = "public_url = \"https://logs.example.com/\"\nlocal_accounts = false\n\
+                        [[oidc]]\nname = \"corp\"\ndisplay_name = \"Corp SSO\"\n\
+                        issuer_url = \"https://idp.example.com\"\nclient_id = \"bitesize\"\n\
+                        client_secret = \"s3cret\"\ngroups_from = \"userinfo\"\n";
+            let config = load_toml(jail, text).unwrap();
+            assert!(!config.local_accounts);
+            let corp = &config.oidc[0];
+            assert_eq!(corp.display_name(), "Corp SSO");
+            assert_eq!(corp.groups_from, GroupsFrom::Userinfo);
+            assert_eq!(corp.groups_claim, "groups");
+            assert_eq!(corp.username_claim, "preferred_username");
+            assert_eq!(corp.scopes, ["openid", "profile", "email", "groups"]);
+            assert_eq!(
+                config.oidc_redirect_url(corp),
+                "https://logs.example.com/auth/oidc/corp/callback"
+            );
+            assert!(
+                !format!("{config:?}").contains("s3cret"),
+                "secrets never print"
+            );
+
+            jail.set_env(
+                "BITESIZE_OIDC",
+                r#"[{name="test", issuer_url="http://127.0.0.1:9000", client_id="c"}]"#,
+            );
+            jail.set_env("BITESIZE_LISTEN", "127.0.0.1:8181");
+            let config = load_toml(jail, "").unwrap();
+            assert_eq!(config.oidc[0].name, "test");
+            assert_eq!(config.oidc[0].display_name(), "test");
+            assert_eq!(
+                config.oidc_redirect_url(&config.oidc[0]),
+                "http://127.0.0.1:8181/auth/oidc/test/callback"
+            );
+            assert!(config.local_accounts, "on by default");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn oidc_errors_name_the_key() {
+        Jail::expect_with(|jail| {
+            let provider = |extra: &str| {
+                format!("[[oidc]]\nname = \"corp\"\nissuer_url = \"https://idp.example.com\"\nclient_id = \"c\"\n{extra}")
+            };
+            for (text, key) in [
+                (provider("colour = \"blue\"\n"), "colour"),
+                (provider("groups_from = \"ldap\"\n"), "groups_from"),
+                (
+                    "[[oidc]]\nname = \"Corp SSO\"\nissuer_url = \"https://i\"\nclient_id = \"c\"\n".into(),
+                    "oidc[0].name",
+                ),
+                (
+                    "[[oidc]]\nname = \"corp\"\nissuer_url = \"http://idp.example.com\"\nclient_id = \"c\"\n".into(),
+                    "oidc[0].issuer_url",
+                ),
+                (
+                    "[[oidc]]\nname = \"corp\"\nissuer_url = \"https://i\"\n".into(),
+                    "oidc[0].client_id",
+                ),
+                (provider("scopes = [\"profile\"]\n"), "oidc[0].scopes"),
+                (
+                    format!("{}{}", provider(""), provider("")),
+                    "oidc[1].name",
+                ),
+                (
+                    format!("listen = \"0.0.0.0:8080\"\n{}", provider("")),
+                    "public_url",
+                ),
+                ("local_accounts = false\n".into(), "local_accounts"),
+                ("public_url = \"logs.example.com\"\n".into(), "public_url"),
+            ] {
+                let err = load_toml(jail, &text).unwrap_err().to_string();
+                assert!(err.contains(key), "{text}: {err}");
+            }
             Ok(())
         });
     }

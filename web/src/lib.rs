@@ -51,6 +51,8 @@ header .who { margin-left:auto; color:var(--muted); }
 header form.signout button { font:inherit; background:none; border:1px solid var(--line); color:var(--fg); border-radius:6px; padding:.2rem .6rem; cursor:pointer; }
 main.login { max-width:22rem; }
 main.login input { width:100%; padding:.45rem .6rem; font:inherit; border:1px solid var(--line); border-radius:6px; background:var(--bg); color:var(--fg); }
+main.login a.sso { display:block; text-align:center; padding:.5rem .9rem; border-radius:6px; border:1px solid var(--accent); color:var(--accent); text-decoration:none; font-weight:600; }
+main.login p.or { color:var(--muted); text-align:center; }
 main.login button { padding:.45rem .9rem; font:inherit; border-radius:6px; border:1px solid var(--accent); background:var(--accent); color:#fff; }
 .visually-hidden { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(0 0 0 0); }
 main { padding:1rem 1.2rem; }
@@ -90,6 +92,19 @@ pub struct LoginPage {
     pub next: String,
     /// Why the last attempt failed, said plainly.
     pub error: Option<String>,
+    /// Single sign-on providers, one button each.
+    pub providers: Vec<LoginProvider>,
+    /// Show the user name and password form.
+    pub local_accounts: bool,
+}
+
+/// A single sign-on provider on the sign-in page.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoginProvider {
+    /// "Sign in with {display_name}".
+    pub display_name: String,
+    /// Where the button goes (the server's sign-in route for the provider, with `next`).
+    pub href: String,
 }
 
 pub fn render_login_page(page: LoginPage) -> String {
@@ -101,19 +116,80 @@ pub fn render_login_page(page: LoginPage) -> String {
 
 #[component]
 fn LoginView(page: LoginPage) -> impl IntoView {
-    view! {
-        <header><h1>"Bitesize"</h1></header>
-        <main class="login">
-            <h2>"Sign in"</h2>
-            {page.error.map(|e| view! { <p class="error" role="alert">{e}</p> })}
+    let LoginPage {
+        next,
+        error,
+        providers,
+        local_accounts,
+    } = page;
+    let nothing = providers.is_empty() && !local_accounts;
+    let both = !providers.is_empty() && local_accounts;
+    let buttons = providers
+        .into_iter()
+        .map(|p| {
+            view! { <p><a class="sso" href=p.href>{format!("Sign in with {}", p.display_name)}</a></p> }
+        })
+        .collect_view();
+    let form = local_accounts.then(|| {
+        view! {
+            {both.then(|| view! { <p class="or">"or with a local account"</p> })}
             <form method="post" action="/auth/login">
-                <input type="hidden" name="next" value=page.next/>
+                <input type="hidden" name="next" value=next/>
                 <p><label for="user">"User"</label><br/>
                 <input id="user" name="user" autocomplete="username" required=true autofocus=true/></p>
                 <p><label for="password">"Password"</label><br/>
                 <input id="password" name="password" type="password" autocomplete="current-password" required=true/></p>
                 <button type="submit">"Sign in"</button>
             </form>
+        }
+    });
+    view! {
+        <header><h1>"Bitesize"</h1></header>
+        <main class="login">
+            <h2>"Sign in"</h2>
+            {error.map(|e| view! { <p class="error" role="alert">{e}</p> })}
+            {buttons}
+            {form}
+            {nothing.then(|| view! { <p class="error">"No way to sign in is configured: an administrator must set up a provider or local accounts."</p> })}
+        </main>
+    }
+}
+
+/// After signing out here: on to the identity provider to end the session there too.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SigningOutPage {
+    /// The provider's name as the sign-in button shows it.
+    pub provider: String,
+    /// Its end-session URL (with the ID token hint and the way back).
+    pub url: String,
+}
+
+/// A page that moves on to the provider by itself (a meta refresh: a redirect answering the
+/// sign-out form would be blocked by the `form-action 'self'` content security policy).
+pub fn render_signing_out_page(page: SigningOutPage) -> String {
+    let refresh = format!(
+        "<meta http-equiv=\"refresh\" content=\"0; url={}\">",
+        escape_attribute(&page.url)
+    );
+    let body = Owner::new().with(|| view! { <SigningOutView page=page/> }.to_html());
+    document("Signing out", format!("{refresh}{body}"))
+}
+
+fn escape_attribute(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[component]
+fn SigningOutView(page: SigningOutPage) -> impl IntoView {
+    view! {
+        <header><h1>"Bitesize"</h1></header>
+        <main class="login">
+            <h2>"Signed out of Bitesize"</h2>
+            <p>{format!("Now signing you out of {} too…", page.provider)}</p>
+            <p><a class="sso" id="continue" href=page.url>{format!("Continue to {}", page.provider)}</a></p>
         </main>
     }
 }
@@ -223,10 +299,65 @@ mod tests {
         let html = render_login_page(LoginPage {
             next: "/search?q=x".into(),
             error: Some("wrong user or password".into()),
+            local_accounts: true,
+            ..Default::default()
         });
         assert!(html.contains(r#"value="/search?q=x""#), "{html}");
         assert!(html.contains("wrong user or password"));
         assert!(html.contains(r#"action="/auth/login""#));
+        assert!(!html.contains("Sign in with"));
+    }
+
+    #[test]
+    fn login_page_offers_each_provider_and_hides_the_form_when_local_accounts_are_off() {
+        let providers = vec![
+            LoginProvider {
+                display_name: "Corp <SSO>".into(),
+                href: "/auth/oidc/corp/login?next=%2Fsearch".into(),
+            },
+            LoginProvider {
+                display_name: "GitLab".into(),
+                href: "/auth/oidc/gitlab/login?next=%2Fsearch".into(),
+            },
+        ];
+        let html = render_login_page(LoginPage {
+            next: "/search".into(),
+            providers: providers.clone(),
+            local_accounts: false,
+            error: Some("The ID token has expired.".into()),
+        });
+        assert!(html.contains("Sign in with Corp &lt;SSO&gt;"), "{html}");
+        assert!(html.contains("Sign in with GitLab"));
+        assert!(html.contains(r#"href="/auth/oidc/gitlab/login?next=%2Fsearch""#));
+        assert!(html.contains("The ID token has expired."));
+        assert!(
+            !html.contains("/auth/login\"") && !html.contains("password"),
+            "{html}"
+        );
+
+        let html = render_login_page(LoginPage {
+            next: "/search".into(),
+            providers,
+            local_accounts: true,
+            error: None,
+        });
+        assert!(html.contains("Sign in with GitLab") && html.contains(r#"action="/auth/login""#));
+
+        let html = render_login_page(LoginPage::default());
+        assert!(html.contains("No way to sign in is configured"));
+    }
+
+    #[test]
+    fn signing_out_page_moves_on_to_the_provider() {
+        let html = render_signing_out_page(SigningOutPage {
+            provider: "Test IdP".into(),
+            url: "https://idp.example/end?id_token_hint=a.b.c&x=\"><script>".into(),
+        });
+        assert!(
+            html.contains(r#"content="0; url=https://idp.example/end?id_token_hint=a.b.c&amp;x=&quot;&gt;&lt;script&gt;""#),
+            "{html}"
+        );
+        assert!(html.contains("Continue to Test IdP") && !html.contains("<script>"));
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! Who is asking: API tokens (`Authorization: Bearer`), session cookies, local accounts.
+//! Who is asking: API tokens (`Authorization: Bearer`), session cookies, local accounts and
+//! OpenID Connect sign-in (`oidc`).
 //! Turns a request into a [`Principal`]; what the principal may do is `authz`'s business.
 
+pub mod oidc;
 pub mod passwords;
 pub mod secret;
 pub mod sessions;

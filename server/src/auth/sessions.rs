@@ -19,6 +19,10 @@ pub struct Model {
     pub created_at: ChronoDateTimeUtc,
     pub last_seen_at: ChronoDateTimeUtc,
     pub revoked_at: Option<ChronoDateTimeUtc>,
+    /// The OpenID Connect provider (its `name`) the user signed in with; `None` for local.
+    pub provider: Option<String>,
+    /// The ID token of that sign-in: the `id_token_hint` of RP-initiated logout.
+    pub id_token: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -36,7 +40,28 @@ pub async fn start(
     user: &str,
     groups: &[String],
 ) -> crate::Result<String> {
+    start_with_origin(db, user, groups, None).await
+}
+
+/// Where a single sign-on session came from: what logout needs to end it at the provider too.
+#[derive(Debug, Clone)]
+pub struct SsoOrigin {
+    pub provider: String,
+    pub id_token: String,
+}
+
+/// Starts a session, remembering the provider it came from (`None`: a local sign-in).
+pub async fn start_with_origin(
+    db: &DatabaseConnection,
+    user: &str,
+    groups: &[String],
+    origin: Option<SsoOrigin>,
+) -> crate::Result<String> {
     let cookie = secret::generate("s_");
+    let (provider, id_token) = match origin {
+        Some(o) => (Some(o.provider), Some(o.id_token)),
+        None => (None, None),
+    };
     let now = chrono::Utc::now();
     ActiveModel {
         hash: Set(secret::hash(&cookie)),
@@ -44,6 +69,8 @@ pub async fn start(
         groups: Set(serde_json::to_string(groups).expect("json")),
         created_at: Set(now),
         last_seen_at: Set(now),
+        provider: Set(provider),
+        id_token: Set(id_token),
         ..Default::default()
     }
     .insert(db)
@@ -81,6 +108,14 @@ pub async fn authenticate(
         active.update(db).await?;
     }
     Ok(Some(principal))
+}
+
+/// The session row behind `cookie`, live or not.
+pub async fn find(db: &DatabaseConnection, cookie: &str) -> crate::Result<Option<Model>> {
+    Ok(Entity::find()
+        .filter(Column::Hash.eq(secret::hash(cookie)))
+        .one(db)
+        .await?)
 }
 
 /// Ends the session behind `cookie` (sign-out).

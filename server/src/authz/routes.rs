@@ -29,6 +29,8 @@ pub const ROUTES: &[(&str, Access)] = &[
     ("/login", Access::Public),
     ("/auth/login", Access::Public),
     ("/auth/logout", Access::Public),
+    ("/auth/oidc/{provider}/login", Access::Public),
+    ("/auth/oidc/{provider}/callback", Access::Public),
     ("/search", Access::SignedIn),
     ("/api/v1/search", Access::SignedIn),
     ("/api/v1/histogram", Access::SignedIn),

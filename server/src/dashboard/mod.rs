@@ -2,12 +2,17 @@
 //! has `bitesize-web` render it; signs people in and out.
 
 use actix_web::cookie::{Cookie, SameSite};
-use actix_web::{http::header, web, HttpRequest, HttpResponse};
-use bitesize_web::{render_login_page, render_search_page, HitRow, LoginPage, SearchPage, Viewer};
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use bitesize_web::{
+    render_login_page, render_search_page, render_signing_out_page, HitRow, LoginPage,
+    LoginProvider, SearchPage, SigningOutPage, Viewer,
+};
 use serde::Deserialize;
 
 use crate::api::{run_search, Read, ReadParams};
 use crate::app::AppState;
+use crate::auth::oidc::Sso;
 use crate::auth::{self, sessions};
 use crate::authz::{self, NamespaceScope, Principal};
 use crate::{audit, db, Error, Result};
@@ -18,6 +23,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/login", web::get().to(login_page))
         .route("/auth/login", web::post().to(login))
         .route("/auth/logout", web::post().to(logout));
+    // Single sign-on (handlers in auth::oidc), with the process's provider settings.
+    cfg.app_data(web::Data::from(Sso::shared()));
+    let (sso_login, sso_callback) = (
+        web::get().to(auth::oidc::login),
+        web::get().to(auth::oidc::callback),
+    );
+    cfg.route("/auth/oidc/{provider}/login", sso_login);
+    cfg.route("/auth/oidc/{provider}/callback", sso_callback);
 }
 
 fn redirect(to: &str) -> HttpResponse {
@@ -107,18 +120,49 @@ struct NextParam {
 }
 
 /// Only same-site paths: a sign-in link must not bounce the user to another site.
-fn safe_next(next: Option<&str>) -> String {
+pub(crate) fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
         _ => "/search".to_owned(),
     }
 }
 
+/// The sign-in page: a button per OpenID Connect provider, the password form when local
+/// accounts are on.
+fn login_view(next: &str, error: Option<String>) -> LoginPage {
+    let sso = Sso::shared();
+    let providers = sso
+        .providers()
+        .into_iter()
+        .map(|p| LoginProvider {
+            href: format!(
+                "/auth/oidc/{}/login?next={}",
+                p.name,
+                authz::routes::urlencode(next)
+            ),
+            display_name: p.display_name,
+        })
+        .collect();
+    LoginPage {
+        next: next.to_owned(),
+        error,
+        providers,
+        local_accounts: sso.local_accounts(),
+    }
+}
+
+/// The sign-in page with the reason the last attempt failed.
+pub(crate) fn login_failed_page(status: StatusCode, next: &str, reason: String) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .body(render_login_page(login_view(next, Some(reason))))
+}
+
 async fn login_page(params: web::Query<NextParam>) -> HttpResponse {
-    html(render_login_page(LoginPage {
-        next: safe_next(params.next.as_deref()),
-        error: None,
-    }))
+    html(render_login_page(login_view(
+        &safe_next(params.next.as_deref()),
+        None,
+    )))
 }
 
 #[derive(Debug, Deserialize)]
@@ -134,6 +178,13 @@ async fn login(
     form: web::Form<LoginForm>,
 ) -> Result<HttpResponse> {
     let next = safe_next(form.next.as_deref());
+    if !Sso::shared().local_accounts() {
+        return Ok(login_failed_page(
+            StatusCode::FORBIDDEN,
+            &next,
+            "Local accounts are turned off here; sign in with your organisation's account.".into(),
+        ));
+    }
     let Some(principal) = auth::login_local(&state.db, form.user.trim(), &form.password).await?
     else {
         audit::record(
@@ -149,13 +200,11 @@ async fn login(
             },
         )
         .await?;
-        let page = LoginPage {
-            next,
-            error: Some("Wrong user name or password.".into()),
-        };
-        return Ok(HttpResponse::Unauthorized()
-            .content_type("text/html; charset=utf-8")
-            .body(render_login_page(page)));
+        return Ok(login_failed_page(
+            StatusCode::UNAUTHORIZED,
+            &next,
+            "Wrong user name or password.".into(),
+        ));
     };
     // A fresh session at every sign-in; the old one, if any, ends.
     if let Some(old) = request.cookie(sessions::COOKIE) {
@@ -188,8 +237,30 @@ async fn login(
         .finish())
 }
 
+/// Ends the session here, always; then, for a session that came from an OpenID Connect
+/// provider advertising an `end_session_endpoint`, moves on there to end the provider's
+/// session too (RP-initiated logout), which sends the browser back to `/login`.
 async fn logout(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse> {
+    let mut at_provider = None;
     if let Some(cookie) = request.cookie(sessions::COOKIE) {
+        if let Some(session) = sessions::find(&state.db, cookie.value()).await? {
+            if let (Some(provider), Some(id_token), None) =
+                (&session.provider, &session.id_token, session.revoked_at)
+            {
+                let sso = Sso::shared();
+                if let Some(url) = sso.end_session_url(provider, id_token).await {
+                    let name = sso
+                        .providers()
+                        .into_iter()
+                        .find(|p| &p.name == provider)
+                        .map_or_else(|| provider.clone(), |p| p.display_name);
+                    at_provider = Some(SigningOutPage {
+                        provider: name,
+                        url,
+                    });
+                }
+            }
+        }
         if let Some(principal) = sessions::authenticate(&state.db, cookie.value()).await? {
             audit::record(
                 &state.db,
@@ -213,8 +284,16 @@ async fn logout(state: web::Data<AppState>, request: HttpRequest) -> Result<Http
         .same_site(SameSite::Lax)
         .finish();
     gone.make_removal();
-    Ok(HttpResponse::SeeOther()
-        .cookie(gone)
-        .insert_header((header::LOCATION, "/login"))
-        .finish())
+    Ok(match at_provider {
+        // A page, not a redirect: the content security policy's form-action 'self' would
+        // stop a redirect from the sign-out form to another site.
+        Some(page) => HttpResponse::Ok()
+            .cookie(gone)
+            .content_type("text/html; charset=utf-8")
+            .body(render_signing_out_page(page)),
+        None => HttpResponse::SeeOther()
+            .cookie(gone)
+            .insert_header((header::LOCATION, "/login"))
+            .finish(),
+    })
 }

@@ -311,6 +311,142 @@ impl Server {
     }
 }
 
+/// The test OpenID Connect provider (`scripts/oidc-provider`, started by `./scripts/test`).
+/// Missing: the test fails and says how to get one.
+pub fn oidc_issuer() -> String {
+    std::env::var("TEST_OIDC_ISSUER").unwrap_or_else(|_| {
+        panic!("this test needs the test OpenID Connect provider (scripts/oidc-provider): run ./scripts/test, or start `node scripts/oidc-provider/provider.mjs` and set TEST_OIDC_ISSUER=http://127.0.0.1:PORT")
+    })
+}
+
+/// The test provider's static client: (client id, client secret).
+pub fn oidc_client() -> (String, String) {
+    let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+    (
+        var("TEST_OIDC_CLIENT_ID", "bitesize"),
+        var("TEST_OIDC_CLIENT_SECRET", "bitesize-test-secret"),
+    )
+}
+
+impl Server {
+    /// Like [`Server::start_with_pattern`], with more settings (`BITESIZE_*` variables).
+    pub fn start_with_settings(
+        data_dir: &Path,
+        pattern: &str,
+        database_url: Option<&str>,
+        settings: &[(String, String)],
+    ) -> Server {
+        let group = unique();
+        let mut env = HashMap::new();
+        env.insert("BITESIZE_DATA_DIR".into(), data_dir.display().to_string());
+        env.insert("BITESIZE_KAFKA__BROKERS".into(), kafka_bootstrap());
+        env.insert("BITESIZE_KAFKA__GROUP_ID".into(), format!("test-{group}"));
+        env.insert("BITESIZE_KAFKA__TOPIC_PATTERN".into(), pattern.to_owned());
+        env.insert("BITESIZE_INGEST__COMMIT_INTERVAL_MS".into(), "300".into());
+        if let Some(url) = database_url {
+            env.insert("BITESIZE_DATABASE_URL".into(), url.to_owned());
+        }
+        env.extend(settings.iter().cloned());
+        std::fs::create_dir_all(data_dir).unwrap();
+        cli(&env, &["user", "add", "admin"], None);
+        let out = cli(
+            &env,
+            &["token", "create", "--subject", "admin", "--role", "admin"],
+            None,
+        );
+        let admin_token = out.lines().last().unwrap().to_owned();
+        Server::spawn(data_dir, env, admin_token)
+    }
+}
+
+/// A browser for sign-in flows: follows nothing by itself, keeps cookies per origin
+/// (`scheme://host:port`; paths and expiry ignored, an emptied cookie is forgotten).
+pub struct Browser {
+    client: reqwest::Client,
+    jar: HashMap<String, std::collections::BTreeMap<String, String>>,
+}
+
+impl Default for Browser {
+    fn default() -> Self {
+        Browser::new()
+    }
+}
+
+impl Browser {
+    pub fn new() -> Browser {
+        Browser {
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            jar: HashMap::new(),
+        }
+    }
+
+    fn origin(url: &reqwest::Url) -> String {
+        format!(
+            "{}://{}:{}",
+            url.scheme(),
+            url.host_str().unwrap_or_default(),
+            url.port_or_known_default().unwrap_or_default()
+        )
+    }
+
+    pub fn cookie(&self, url: &str, name: &str) -> Option<String> {
+        let url = reqwest::Url::parse(url).unwrap();
+        self.jar.get(&Browser::origin(&url))?.get(name).cloned()
+    }
+
+    pub fn set_cookie(&mut self, url: &str, name: &str, value: &str) {
+        let url = reqwest::Url::parse(url).unwrap();
+        self.jar
+            .entry(Browser::origin(&url))
+            .or_default()
+            .insert(name.into(), value.into());
+    }
+
+    pub async fn get(&mut self, url: &str) -> reqwest::Response {
+        self.send(reqwest::Method::GET, url).await
+    }
+
+    /// A POST as a form on the page's own site sends it (with that `Origin`).
+    pub async fn post(&mut self, url: &str) -> reqwest::Response {
+        self.send(reqwest::Method::POST, url).await
+    }
+
+    async fn send(&mut self, method: reqwest::Method, url: &str) -> reqwest::Response {
+        let parsed = reqwest::Url::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        let origin = Browser::origin(&parsed);
+        let post = method == reqwest::Method::POST;
+        let mut request = self.client.request(method, parsed);
+        if post {
+            request = request.header("origin", &origin);
+        }
+        if let Some(cookies) = self.jar.get(&origin).filter(|c| !c.is_empty()) {
+            let header: Vec<String> = cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            request = request.header("cookie", header.join("; "));
+        }
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        let cookies = self.jar.entry(origin).or_default();
+        for value in response.headers().get_all("set-cookie") {
+            let text = value.to_str().unwrap_or_default();
+            let pair = text.split(';').next().unwrap_or_default();
+            if let Some((name, value)) = pair.split_once('=') {
+                let expired = text.to_ascii_lowercase().contains("max-age=0");
+                if value.is_empty() || expired {
+                    cookies.remove(name.trim());
+                } else {
+                    cookies.insert(name.trim().to_owned(), value.to_owned());
+                }
+            }
+        }
+        response
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -1,0 +1,196 @@
+//! Ingest straight from Kafka (records produced by the test, not the shipper): the original
+//! fluentd pipeline's layout, payloads that are not JSON, and exactly-once indexing of
+//! 200 000 records while the server is killed with SIGKILL again and again.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use common::{kafka_bootstrap, unique, Server};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+
+async fn create_topic(topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .create()
+        .unwrap();
+    let result = admin
+        .create_topics(
+            [&NewTopic::new(
+                topic,
+                partitions,
+                TopicReplication::Fixed(1),
+            )],
+            &AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+    assert!(result[0].is_ok(), "{result:?}");
+}
+
+fn producer() -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .set("linger.ms", "20")
+        .set("queue.buffering.max.messages", "500000")
+        .create()
+        .unwrap()
+}
+
+/// All records of `namespace` through the export endpoint (no 10 000 cap).
+async fn export_logs(server: &Server, namespace: &str) -> Vec<String> {
+    let (status, body) = server
+        .get_text(&format!("/api/v1/export?namespace={namespace}"))
+        .await;
+    assert_eq!(status, 200);
+    body.lines()
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).unwrap()["log"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fluentd_layout_and_non_json_records_are_indexed_and_marked() {
+    let namespace = format!("fl-{}", unique());
+    let topic = format!("logs.{namespace}");
+    create_topic(&topic, 1).await;
+    let producer = producer();
+    let kafka_time_ms = 1_767_225_600_000i64; // 2026-01-01T00:00:00Z
+    let payloads: Vec<Vec<u8>> = vec![
+        // The original pipeline: `log` ends in a newline, no `time`.
+        br#"{"log":"fluentd line\n","stream":"stderr","docker":{"container_id":"abc"},"kubernetes":{"namespace_name":"old","pod_name":"legacy-1","container_name":"app","labels":{"app":"legacy"}}}"#.to_vec(),
+        br#"{"time":"2026-01-01T00:00:05.5Z","log":"our layout","stream":"stdout","kubernetes":{"pod_name":"new-1"}}"#.to_vec(),
+        b"plain text, not json".to_vec(),
+        b"[1,2,3]".to_vec(),
+        b"caf\xe9 broken utf-8".to_vec(),
+    ];
+    for payload in &payloads {
+        producer
+            .send(
+                FutureRecord::<(), _>::to(&topic)
+                    .payload(payload)
+                    .timestamp(kafka_time_ms),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(&root.path().join("data"), &namespace, None);
+    assert_eq!(
+        server
+            .wait_total(&namespace, 5, Duration::from_secs(60))
+            .await,
+        5
+    );
+
+    let (_, body) = server
+        .get_json(&format!(
+            "/api/v1/search?namespace={namespace}&q=pod:legacy-1"
+        ))
+        .await;
+    let old = &body["hits"][0];
+    assert_eq!(old["log"], "fluentd line", "trailing newline removed");
+    assert_eq!(
+        old["time"], "2026-01-01T00:00:00.000000000Z",
+        "Kafka timestamp when time is absent"
+    );
+    assert_eq!(
+        old["kubernetes"]["namespace_name"], namespace,
+        "namespace from the topic"
+    );
+    let (_, body) = server
+        .get_json(&format!(
+            "/api/v1/search?namespace={namespace}&q=labels.app:legacy"
+        ))
+        .await;
+    assert_eq!(body["total"], 1, "labels of old records are searchable");
+
+    let (_, body) = server
+        .get_json(&format!(
+            "/api/v1/search?namespace={namespace}&q=%22not%20json%22"
+        ))
+        .await;
+    assert_eq!(body["hits"][0]["marks"], serde_json::json!(["not_json"]));
+    assert_eq!(body["hits"][0]["log"], "plain text, not json");
+    let (_, body) = server
+        .get_json(&format!("/api/v1/search?namespace={namespace}&q=broken"))
+        .await;
+    assert_eq!(body["hits"][0]["log"], "caf\u{fffd} broken utf-8");
+    assert_eq!(body["hits"][0]["marks"], serde_json::json!(["not_json"]));
+    let (_, body) = server
+        .get_json(&format!(
+            "/api/v1/search?namespace={namespace}&q=%22our%20layout%22"
+        ))
+        .await;
+    assert_eq!(body["hits"][0]["time"], "2026-01-01T00:00:05.5Z");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exactly_once_across_repeated_kill_9_with_200k_records() {
+    const RECORDS: usize = 200_000;
+    let namespace = format!("eo-{}", unique());
+    let topic = format!("logs.{namespace}");
+    create_topic(&topic, 3).await;
+    let producer = producer();
+    let started = Instant::now();
+    let mut deliveries = Vec::with_capacity(RECORDS);
+    for i in 0..RECORDS {
+        let payload =
+            format!(r#"{{"time":"2026-01-01T00:00:00Z","log":"record {i}","stream":"stdout"}}"#);
+        let key = format!("pod-{}", i % 7);
+        loop {
+            match producer.send_result(FutureRecord::to(&topic).key(&key).payload(&payload)) {
+                Ok(delivery) => {
+                    deliveries.push(delivery);
+                    break;
+                }
+                Err((_, _)) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    }
+    for delivery in deliveries {
+        delivery.await.unwrap().unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    eprintln!("produced {RECORDS} in {:?}", started.elapsed());
+
+    let root = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&root.path().join("data"), &namespace, None);
+    // Kill it three times while it indexes, each time once more has been indexed.
+    let mut kills = 0;
+    let mut last = 0;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while kills < 3 && Instant::now() < deadline {
+        let total = server
+            .wait_total(&namespace, last + 20_000, Duration::from_secs(120))
+            .await;
+        if total >= RECORDS as u64 {
+            break;
+        }
+        server.kill();
+        server.restart();
+        kills += 1;
+        last = total;
+        eprintln!("killed at {total} indexed records");
+    }
+    assert!(kills >= 2, "the kills happened mid-ingest ({kills})");
+    let total = server
+        .wait_total(&namespace, RECORDS as u64, Duration::from_secs(300))
+        .await;
+    assert_eq!(total, RECORDS as u64);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let logs = export_logs(&server, &namespace).await;
+    assert_eq!(logs.len(), RECORDS, "export holds every record once");
+    let unique_logs: HashSet<&String> = logs.iter().collect();
+    assert_eq!(unique_logs.len(), RECORDS, "no record indexed twice");
+}

@@ -8,6 +8,7 @@ mod m20261125_000002_audit_events;
 mod m20261125_000003_access;
 mod m20261125_000004_sessions;
 mod m20261125_000005_oidc;
+mod m20261125_000006_retention;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000003_access::Migration),
             Box::new(m20261125_000004_sessions::Migration),
             Box::new(m20261125_000005_oidc::Migration),
+            Box::new(m20261125_000006_retention::Migration),
         ]
     }
 }

@@ -12,6 +12,7 @@ use crate::search::IndexRegistry;
 use actix_web::middleware::from_fn;
 
 use crate::hardening::{self, LoginLimiter};
+use crate::retention::Retention;
 use crate::{api, authz, dashboard, db, Error, Result};
 
 /// What request handlers share.
@@ -38,6 +39,8 @@ pub async fn serve(config: Config, shutdown: Arc<AtomicBool>) -> Result<()> {
         .spawn(move || ingest.run(ingest_shutdown))
         .map_err(|e| Error::Io("starting the ingest thread".into(), e))?;
 
+    let retention = Retention::new(config.retention.clone(), registry.clone(), db.clone());
+    let retention_task = tokio::spawn(retention.run(shutdown.clone()));
     let state = AppState { registry, db };
     let limiter = web::Data::new(LoginLimiter::new(10, std::time::Duration::from_secs(300)));
     let server = HttpServer::new(move || {
@@ -74,6 +77,7 @@ pub async fn serve(config: Config, shutdown: Arc<AtomicBool>) -> Result<()> {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     handle.stop(true).await;
+    let _ = retention_task.await;
     let _ = server_task.await;
     match ingest_done.await {
         Ok(Ok(result)) => result,

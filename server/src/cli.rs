@@ -68,6 +68,15 @@ pub enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Namespace settings.
+    #[command(subcommand)]
+    Namespace(NamespaceCommand),
+}
+
+#[derive(Subcommand)]
+pub enum NamespaceCommand {
+    /// How many days the namespace's index keeps records (`default`: the configured default).
+    SetRetention { name: String, days: String },
 }
 
 #[derive(Subcommand)]
@@ -261,6 +270,31 @@ pub async fn run(cli: Cli) -> Result<()> {
                     }
                 }
             }
+            Ok(())
+        }
+        Command::Namespace(NamespaceCommand::SetRetention { name, days }) => {
+            let db = open_database(&config).await?;
+            let days = match days.as_str() {
+                "default" => None,
+                n => Some(n.parse::<i32>().map_err(|_| {
+                    crate::Error::BadRequest(format!("days: {n:?} is not a number or `default`"))
+                })?),
+            };
+            db::namespaces::set_retention(&db, &name, days).await?;
+            let event = audit::NewEvent {
+                actor: "cli".into(),
+                action: "namespace.retention".into(),
+                namespaces: vec![name.clone()],
+                query: None,
+                hits: None,
+                reason: None,
+                detail: serde_json::json!({ "retention_days": days }),
+            };
+            audit::record(&db, event).await?;
+            println!(
+                "{name}: retention {}",
+                days.map_or("default".to_owned(), |d| format!("{d} days"))
+            );
             Ok(())
         }
         Command::Audit(AuditCommand::Verify) => {

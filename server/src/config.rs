@@ -29,6 +29,7 @@ pub struct Config {
     pub demo_admin_token: Option<Secret>,
     pub kafka: KafkaConfig,
     pub ingest: IngestConfig,
+    pub retention: RetentionConfig,
     /// The address browsers reach this server at (`https://logs.example.com`), for the
     /// sign-in redirect URLs; default `http://` + `listen`.
     pub public_url: Option<String>,
@@ -148,6 +149,7 @@ impl Default for Config {
             demo_admin_token: None,
             kafka: KafkaConfig::default(),
             ingest: IngestConfig::default(),
+            retention: RetentionConfig::default(),
             public_url: None,
             local_accounts: true,
             oidc: Vec::new(),
@@ -162,6 +164,24 @@ impl Default for KafkaConfig {
             group_id: "bitesize-indexer".to_owned(),
             topic_pattern: r"^logs\..*".to_owned(),
             topic_template: bitesize_record::DEFAULT_TOPIC_TEMPLATE.to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Days a namespace's index keeps records unless the namespace sets its own.
+    pub default_days: u32,
+    /// How often expired records are deleted.
+    pub check_interval_secs: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            default_days: 30,
+            check_interval_secs: 3600,
         }
     }
 }
@@ -381,6 +401,12 @@ impl Config {
         }
         if self.ingest.writer_memory_mb < 15 {
             return bad("ingest.writer_memory_mb", "must be at least 15");
+        }
+        if self.retention.default_days == 0 {
+            return bad("retention.default_days", "must be at least 1");
+        }
+        if self.retention.check_interval_secs == 0 {
+            return bad("retention.check_interval_secs", "must be at least 1");
         }
         self.validate_sign_in()
     }

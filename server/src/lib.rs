@@ -14,6 +14,7 @@ pub mod embedded;
 pub mod error;
 pub mod hardening;
 pub mod ingest;
+pub mod retention;
 pub mod search;
 
 pub use error::{Error, Result};

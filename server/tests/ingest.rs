@@ -194,3 +194,75 @@ async fn exactly_once_across_repeated_kill_9_with_200k_records() {
     let unique_logs: HashSet<&String> = logs.iter().collect();
     assert_eq!(unique_logs.len(), RECORDS, "no record indexed twice");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_deletes_what_is_old_and_nothing_else() {
+    let namespace = format!("rt-{}", unique());
+    let topic = format!("logs.{namespace}");
+    create_topic(&topic, 1).await;
+    let producer = producer();
+    let now = chrono::Utc::now();
+    for (age_days, count) in [(40i64, 10), (10, 5), (1, 10)] {
+        for i in 0..count {
+            let time = (now - chrono::Duration::days(age_days))
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+            let payload =
+                format!(r#"{{"time":"{time}","log":"aged {age_days} #{i}","stream":"stdout"}}"#);
+            producer
+                .send(
+                    FutureRecord::<(), _>::to(&topic).payload(&payload),
+                    Duration::from_secs(10),
+                )
+                .await
+                .unwrap();
+        }
+    }
+    let root = tempfile::tempdir().unwrap();
+    let settings = [(
+        "BITESIZE_RETENTION__CHECK_INTERVAL_SECS".to_owned(),
+        "1".to_owned(),
+    )];
+    let server = Server::start_with_settings(
+        &root.path().join("data"),
+        &format!("^logs\\.{namespace}$"),
+        None,
+        &settings,
+    );
+
+    // Default retention (30 days): the 40-day-old records go, the rest stay.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut total = 0;
+    while Instant::now() < deadline {
+        let (_, body) = server
+            .get_json(&format!("/api/v1/search?namespace={namespace}&limit=1"))
+            .await;
+        total = body["total"].as_u64().unwrap_or(0);
+        if total == 15 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(total, 15, "records older than 30 days deleted");
+    let logs = export_logs(&server, &namespace).await;
+    assert!(logs.iter().all(|l| !l.starts_with("aged 40")), "{logs:?}");
+
+    // The namespace's own retention, set on the command line, applies at the next pass.
+    let out = common::cli(
+        &server.env,
+        &["namespace", "set-retention", &namespace, "7"],
+        None,
+    );
+    assert!(out.contains("7 days"), "{out}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline && total != 10 {
+        let (_, body) = server
+            .get_json(&format!("/api/v1/search?namespace={namespace}&limit=1"))
+            .await;
+        total = body["total"].as_u64().unwrap_or(0);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut logs = export_logs(&server, &namespace).await;
+    logs.sort();
+    let expected: Vec<String> = (0..10).map(|i| format!("aged 1 #{i}")).collect();
+    assert_eq!(logs, expected, "only the records within 7 days are left");
+}

@@ -11,6 +11,8 @@ pub struct Model {
     pub name: String,
     pub topic: String,
     pub created_at: ChronoDateTimeUtc,
+    /// How long the index keeps records; `None`: the configured default.
+    pub retention_days: Option<i32>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -24,6 +26,7 @@ pub async fn register(db: &DatabaseConnection, name: &str, topic: &str) -> crate
         name: Set(name.to_owned()),
         topic: Set(topic.to_owned()),
         created_at: Set(chrono::Utc::now()),
+        retention_days: Set(None),
     };
     Entity::insert(model)
         .on_conflict(OnConflict::column(Column::Name).do_nothing().to_owned())
@@ -36,4 +39,30 @@ pub async fn register(db: &DatabaseConnection, name: &str, topic: &str) -> crate
 pub async fn list(db: &DatabaseConnection) -> crate::Result<Vec<String>> {
     let rows = Entity::find().order_by_asc(Column::Name).all(db).await?;
     Ok(rows.into_iter().map(|row| row.name).collect())
+}
+
+/// Every namespace row (name, topic, retention).
+pub async fn all(db: &DatabaseConnection) -> crate::Result<Vec<Model>> {
+    Ok(Entity::find().order_by_asc(Column::Name).all(db).await?)
+}
+
+/// Sets how many days `name`'s index keeps records (`None`: back to the default).
+pub async fn set_retention(
+    db: &DatabaseConnection,
+    name: &str,
+    days: Option<i32>,
+) -> crate::Result<()> {
+    if days.is_some_and(|d| d < 1) {
+        return Err(crate::Error::BadRequest(
+            "retention must be at least 1 day".into(),
+        ));
+    }
+    let row = Entity::find_by_id(name.to_owned())
+        .one(db)
+        .await?
+        .ok_or_else(|| crate::Error::NotFound(format!("namespace {name:?} has no data yet")))?;
+    let mut active: ActiveModel = row.into();
+    active.retention_days = Set(days);
+    active.update(db).await?;
+    Ok(())
 }

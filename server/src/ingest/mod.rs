@@ -215,6 +215,16 @@ impl Ingest {
         positions: &Positions,
         dirty: &mut HashSet<String>,
     ) -> Result<()> {
+        // Retention deletes are committed here too, with the offsets, by the one committer.
+        for name in self.registry.names() {
+            if self
+                .registry
+                .get(&name)
+                .is_some_and(|index| index.take_pending_deletes())
+            {
+                dirty.insert(name);
+            }
+        }
         if dirty.is_empty() {
             return Ok(());
         }

@@ -28,6 +28,9 @@ pub struct NamespaceIndex {
     index: Index,
     reader: IndexReader,
     writer: Mutex<IndexWriter>,
+    /// Deletes are queued in the writer but not committed: the ingest thread commits them
+    /// with its offsets, so the commit payload stays the truth about what the index holds.
+    pending_deletes: std::sync::atomic::AtomicBool,
 }
 
 impl NamespaceIndex {
@@ -49,6 +52,7 @@ impl NamespaceIndex {
             index,
             reader,
             writer: Mutex::new(writer),
+            pending_deletes: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -81,6 +85,32 @@ impl NamespaceIndex {
         drop(writer);
         self.reader.reload()?;
         Ok(())
+    }
+
+    /// Queues the deletion of every record older than `cutoff_nanos`; the next ingest commit
+    /// applies it.
+    pub fn delete_older_than(&self, cutoff_nanos: i64) -> Result<()> {
+        let upper = tantivy::Term::from_field_date(
+            self.fields.time,
+            tantivy::DateTime::from_timestamp_nanos(cutoff_nanos),
+        );
+        let query = tantivy::query::RangeQuery::new(
+            std::ops::Bound::Unbounded,
+            std::ops::Bound::Excluded(upper),
+        );
+        self.writer
+            .lock()
+            .expect("writer lock")
+            .delete_query(Box::new(query))?;
+        self.pending_deletes
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Whether deletes wait for a commit; clears the flag.
+    pub fn take_pending_deletes(&self) -> bool {
+        self.pending_deletes
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn searcher(&self) -> tantivy::Searcher {

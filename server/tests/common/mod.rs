@@ -163,28 +163,7 @@ impl Server {
         pattern: &str,
         database_url: Option<&str>,
     ) -> Server {
-        let namespace = unique();
-        let mut env = HashMap::new();
-        env.insert("BITESIZE_DATA_DIR".into(), data_dir.display().to_string());
-        env.insert("BITESIZE_KAFKA__BROKERS".into(), kafka_bootstrap());
-        env.insert(
-            "BITESIZE_KAFKA__GROUP_ID".into(),
-            format!("test-{namespace}"),
-        );
-        env.insert("BITESIZE_KAFKA__TOPIC_PATTERN".into(), pattern.to_owned());
-        env.insert("BITESIZE_INGEST__COMMIT_INTERVAL_MS".into(), "300".into());
-        if let Some(url) = database_url {
-            env.insert("BITESIZE_DATABASE_URL".into(), url.to_owned());
-        }
-        std::fs::create_dir_all(data_dir).unwrap();
-        cli(&env, &["user", "add", "admin"], None);
-        let out = cli(
-            &env,
-            &["token", "create", "--subject", "admin", "--role", "admin"],
-            None,
-        );
-        let admin_token = out.lines().last().unwrap().to_owned();
-        Server::spawn(data_dir, env, admin_token)
+        Server::start_with_settings(data_dir, pattern, database_url, &[])
     }
 
     fn spawn(data_dir: &Path, env: HashMap<String, String>, admin_token: String) -> Server {

@@ -5,16 +5,18 @@
 
 use leptos::prelude::*;
 
-/// One result line as the search page shows it.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct HitRow {
-    pub time: String,
-    pub namespace: String,
-    pub pod: String,
-    pub container: String,
-    pub stream: String,
-    pub message: String,
-}
+pub mod highlight;
+mod search;
+
+pub use search::{
+    quote_value, urlencode, FacetCount, FacetGroup, Histogram, HistogramBar, HitRow, SearchPage,
+    Selection, PRESETS,
+};
+
+/// The page script (`/` focuses the query box), served by the server at [`APP_JS_PATH`];
+/// every page works without it.
+pub const APP_JS: &str = include_str!("../assets/app.js");
+pub const APP_JS_PATH: &str = "/assets/app.js";
 
 /// Who is signed in, for the header.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -22,21 +24,6 @@ pub struct Viewer {
     pub user: String,
     /// Roles in force, e.g. `viewer of shop`.
     pub roles: Vec<String>,
-}
-
-/// Everything the search page shows.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SearchPage {
-    pub viewer: Viewer,
-    /// Namespaces the picker offers.
-    pub namespaces: Vec<String>,
-    /// The selected namespace; empty means all.
-    pub namespace: String,
-    pub query: String,
-    pub hits: Vec<HitRow>,
-    pub total: u64,
-    /// Why the search failed (e.g. a query that does not parse), said plainly.
-    pub error: Option<String>,
 }
 
 const STYLE: &str = r#"
@@ -56,24 +43,65 @@ main.login p.or { color:var(--muted); text-align:center; }
 main.login button { padding:.45rem .9rem; font:inherit; border-radius:6px; border:1px solid var(--accent); background:var(--accent); color:#fff; }
 .visually-hidden { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(0 0 0 0); }
 main { padding:1rem 1.2rem; }
-form.search { display:flex; gap:.5rem; flex-wrap:wrap; margin-bottom:1rem; }
-form.search input[type=search] { flex:1; min-width:16rem; padding:.45rem .6rem; font:inherit; border:1px solid var(--line); border-radius:6px; background:var(--bg); color:var(--fg); }
-form.search select, form.search button { padding:.45rem .7rem; font:inherit; border-radius:6px; border:1px solid var(--line); background:var(--bg); color:var(--fg); }
-form.search button { background:var(--accent); color:#fff; border-color:var(--accent); cursor:pointer; }
-.summary { color:var(--muted); margin:.2rem 0 .8rem; }
+a { color:var(--accent); }
+a:focus-visible, button:focus-visible, input:focus-visible, select:focus-visible, summary:focus-visible { outline:2px solid var(--accent); outline-offset:2px; }
+form.search { display:flex; flex-direction:column; gap:.5rem; margin-bottom:.8rem; }
+form.search .row { display:flex; gap:.5rem; flex-wrap:wrap; align-items:center; }
+form.search input, form.search select { padding:.4rem .6rem; font:inherit; border:1px solid var(--line); border-radius:6px; background:var(--bg); color:var(--fg); }
+form.search input[type=search] { flex:1; min-width:16rem; font-family:ui-monospace, SFMono-Regular, Menlo, monospace; }
+form.search button { padding:.4rem .9rem; font:inherit; border-radius:6px; border:1px solid var(--accent); background:var(--accent); color:#fff; cursor:pointer; }
+form.search .range label, form.search .reason label { color:var(--muted); }
+.presets { display:inline-flex; gap:.25rem; margin-left:.4rem; }
+a.preset { padding:.25rem .55rem; border:1px solid var(--line); border-radius:999px; text-decoration:none; color:var(--fg); font-size:.85rem; }
+a.preset[aria-current] { border-color:var(--accent); color:var(--accent); font-weight:600; }
+form.search .reason { display:flex; gap:.5rem; align-items:center; }
+form.search .reason input { flex:1; max-width:32rem; border-color:var(--accent); }
+.help { color:var(--muted); font-size:.8rem; margin:0; }
+.summary { color:var(--muted); margin:0; }
 .error { color:var(--err); font-weight:600; }
-table.hits { width:100%; border-collapse:collapse; font:13px/1.4 ui-monospace, SFMono-Regular, Menlo, monospace; }
-table.hits th { text-align:left; color:var(--muted); font-weight:500; border-bottom:1px solid var(--line); padding:.3rem .4rem; }
+figure.histogram { margin:0 0 1rem; }
+figure.histogram figcaption { color:var(--muted); font-size:.8rem; margin-bottom:.25rem; }
+.chart { position:relative; border-bottom:1px solid var(--line); }
+.chart .ymax { position:absolute; left:0; top:0; font-size:.7rem; color:var(--muted); }
+.chart svg { display:block; width:100%; height:96px; }
+.chart rect.zone { fill:transparent; }
+.chart rect.fill { fill:var(--accent); opacity:.75; }
+.chart a.bar:hover rect.fill, .chart a.bar:focus rect.fill { opacity:1; }
+.chart a.bar:hover rect.zone, .chart a.bar:focus rect.zone { fill:var(--line); }
+.axis { display:flex; justify-content:space-between; font-size:.75rem; color:var(--muted); font-family:ui-monospace, SFMono-Regular, Menlo, monospace; }
+.layout { display:grid; grid-template-columns:minmax(12rem, 15rem) minmax(0, 1fr); gap:1.2rem; align-items:start; }
+.layout > .results:only-child { grid-column:1 / -1; }
+@media (max-width: 900px) { .layout { grid-template-columns:minmax(0, 1fr); } }
+aside.facets h2 { font-size:.95rem; margin:0 0 .4rem; }
+aside.facets h3 { font-size:.8rem; text-transform:uppercase; letter-spacing:.04em; color:var(--muted); margin:.8rem 0 .2rem; }
+aside.facets ul { list-style:none; margin:0; padding:0; }
+aside.facets a { display:flex; justify-content:space-between; gap:.5rem; padding:.15rem .3rem; border-radius:4px; text-decoration:none; color:var(--fg); font:12.5px/1.4 ui-monospace, SFMono-Regular, Menlo, monospace; }
+aside.facets a:hover { background:var(--line); }
+aside.facets .value { overflow:hidden; text-overflow:ellipsis; white-space:nowrap; }
+aside.facets .count { color:var(--muted); }
+.toolbar { display:flex; justify-content:space-between; align-items:baseline; flex-wrap:wrap; gap:.5rem; margin-bottom:.4rem; }
+.export { color:var(--muted); font-size:.9rem; }
+.table { overflow-x:auto; }
+table.hits { width:100%; border-collapse:collapse; font:12.5px/1.4 ui-monospace, SFMono-Regular, Menlo, monospace; }
+table.hits th { text-align:left; color:var(--muted); font-weight:500; border-bottom:1px solid var(--line); padding:.3rem .4rem; white-space:nowrap; }
 table.hits td { border-bottom:1px solid var(--line); padding:.25rem .4rem; vertical-align:top; }
-table.hits td.message { white-space:pre-wrap; word-break:break-word; }
+table.hits td.time { white-space:nowrap; color:var(--muted); }
+table.hits td.message { white-space:pre-wrap; word-break:break-word; width:100%; }
+table.hits summary { cursor:pointer; list-style-position:outside; }
+table.hits pre.record { margin:.4rem 0; padding:.5rem; background:var(--line); border-radius:6px; overflow-x:auto; white-space:pre; }
+mark { background:#ffe58a; color:#1d2330; border-radius:2px; }
+@media (prefers-color-scheme: dark) { mark { background:#8a6d00; color:#fff; } }
 td.stderr { color:var(--err); }
+nav.paging { display:flex; gap:1rem; justify-content:center; margin:1rem 0; }
+nav.paging a { padding:.35rem .8rem; border:1px solid var(--line); border-radius:6px; text-decoration:none; }
 "#;
 
 fn document(title: &str, body: String) -> String {
     format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>Bitesize · {title}</title><style>{STYLE}</style></head><body>{body}</body></html>"
+         <title>Bitesize · {title}</title><style>{STYLE}</style>\
+         <script src=\"{APP_JS_PATH}\" defer></script></head><body>{body}</body></html>"
     )
 }
 
@@ -81,7 +109,7 @@ fn document(title: &str, body: String) -> String {
 pub fn render_search_page(page: SearchPage) -> String {
     document(
         "Search",
-        Owner::new().with(|| view! { <SearchView page=page/> }.to_html()),
+        Owner::new().with(|| view! { <search::SearchView page=page/> }.to_html()),
     )
 }
 
@@ -195,7 +223,7 @@ fn SigningOutView(page: SigningOutPage) -> impl IntoView {
 }
 
 #[component]
-fn Header(viewer: Viewer) -> impl IntoView {
+pub(crate) fn Header(viewer: Viewer) -> impl IntoView {
     let roles = viewer.roles.join(", ");
     view! {
         <header>
@@ -204,64 +232,6 @@ fn Header(viewer: Viewer) -> impl IntoView {
             <span class="who">{viewer.user}" · "<span class="roles">{roles}</span></span>
             <form method="post" action="/auth/logout" class="signout"><button type="submit">"Sign out"</button></form>
         </header>
-    }
-}
-
-#[component]
-fn SearchView(page: SearchPage) -> impl IntoView {
-    let SearchPage {
-        viewer,
-        namespaces,
-        namespace,
-        query,
-        hits,
-        total,
-        error,
-    } = page;
-    let shown = hits.len();
-    let options = namespaces
-        .into_iter()
-        .map(|name| {
-            let selected = name == namespace;
-            view! { <option value=name.clone() selected=selected>{name.clone()}</option> }
-        })
-        .collect_view();
-    let rows = hits
-        .into_iter()
-        .map(|hit| {
-            let stream_class = if hit.stream == "stderr" { "stderr" } else { "" };
-            view! {
-                <tr>
-                    <td>{hit.time}</td>
-                    <td>{hit.namespace}</td>
-                    <td>{hit.pod}</td>
-                    <td>{hit.container}</td>
-                    <td class=stream_class>{hit.stream}</td>
-                    <td class="message">{hit.message}</td>
-                </tr>
-            }
-        })
-        .collect_view();
-    view! {
-        <Header viewer=viewer/>
-        <main>
-            <form class="search" method="get" action="/search" role="search">
-                <label for="namespace" class="visually-hidden">"Namespace"</label>
-                <select id="namespace" name="namespace">
-                    <option value="" selected=namespace.is_empty()>"All namespaces"</option>
-                    {options}
-                </select>
-                <label for="q" class="visually-hidden">"Query"</label>
-                <input id="q" type="search" name="q" value=query placeholder="error AND pod:web-*" autofocus=true/>
-                <button type="submit">"Search"</button>
-            </form>
-            {error.map(|e| view! { <p class="error" role="alert">{e}</p> })}
-            <p class="summary">{format!("{total} matching, showing the newest {shown}")}</p>
-            <table class="hits">
-                <thead><tr><th>"Time"</th><th>"Namespace"</th><th>"Pod"</th><th>"Container"</th><th>"Stream"</th><th>"Message"</th></tr></thead>
-                <tbody>{rows}</tbody>
-            </table>
-        </main>
     }
 }
 

@@ -32,6 +32,7 @@ pub const ROUTES: &[(&str, Access)] = &[
     ("/auth/oidc/{provider}/login", Access::Public),
     ("/auth/oidc/{provider}/callback", Access::Public),
     ("/search", Access::SignedIn),
+    ("/assets/app.js", Access::Public),
     ("/api/v1/search", Access::SignedIn),
     ("/api/v1/histogram", Access::SignedIn),
     ("/api/v1/facets", Access::SignedIn),

@@ -5,21 +5,25 @@ use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use bitesize_web::{
-    render_login_page, render_search_page, render_signing_out_page, HitRow, LoginPage,
-    LoginProvider, SearchPage, SigningOutPage, Viewer,
+    highlight, render_login_page, render_search_page, render_signing_out_page, FacetCount,
+    FacetGroup, Histogram, HistogramBar, HitRow, LoginPage, LoginProvider, SearchPage,
+    SigningOutPage, Viewer,
 };
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use crate::api::{run_search, Read, ReadParams};
+use crate::api::{blocking, run_search, Read, ReadParams};
 use crate::app::AppState;
 use crate::auth::oidc::Sso;
 use crate::auth::{self, sessions};
 use crate::authz::{self, NamespaceScope, Principal};
+use crate::search::{self, TimeRange};
 use crate::{audit, db, Error, Result};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(|| async { redirect("/search") }))
         .route("/search", web::get().to(search_page))
+        .route("/assets/app.js", web::get().to(app_js))
         .route("/login", web::get().to(login_page))
         .route("/auth/login", web::post().to(login))
         .route("/auth/logout", web::post().to(logout));
@@ -60,57 +64,259 @@ fn viewer(principal: &Principal, scope: &NamespaceScope) -> Viewer {
     }
 }
 
+// The pages reference the script by this path (the route is spelled out for the route table).
+const _: () = assert!(same(bitesize_web::APP_JS_PATH, "/assets/app.js"));
+
+const fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// The page script: `/` focuses the query box. Pages work without it.
+async fn app_js() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(bitesize_web::APP_JS)
+}
+
+/// Facets the page shows: (query field, heading).
+const FACETS: [(&str, &str); 5] = [
+    ("pod", "Pods"),
+    ("container", "Containers"),
+    ("stream", "Streams"),
+    ("node", "Nodes"),
+    ("fields.level", "Levels (fields.level)"),
+];
+const FACET_SIZE: usize = 10;
+
 async fn search_page(
     state: web::Data<AppState>,
     principal: Principal,
     request: HttpRequest,
     params: web::Query<ReadParams>,
 ) -> Result<HttpResponse> {
+    let started = std::time::Instant::now();
     let scope = authz::scope_for(&state.db, &principal).await?;
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
     let mut page = SearchPage {
         viewer: viewer(&principal, &scope),
         namespaces: scope.filter(db::namespaces::list(&state.db).await?),
-        namespace: params.namespace.clone().unwrap_or_default(),
-        query: params.q.clone().unwrap_or_default(),
+        namespace: text(&params.namespace),
+        query: text(&params.q),
+        from: text(&params.from),
+        to: text(&params.to),
+        cursor: text(&params.cursor),
+        reason_required: scope.requires_reason(),
+        reason: text(&params.reason),
         ..Default::default()
     };
-    let result = async {
-        let read = Read::authorize(&state, &principal, &request, &params).await?;
-        let search = params.search_request(&state, &read.scope)?;
-        let selection = search.selection.clone();
-        let response = run_search(&state, search).await?;
-        read.audit(
-            &state,
-            "search",
-            &selection,
-            Some(response.total),
-            serde_json::json!({ "page": "/search" }),
-        )
-        .await?;
-        Ok::<_, Error>(response)
-    }
-    .await;
-    match result {
-        Ok(response) => {
-            page.total = response.total;
-            page.hits = response.hits.iter().map(hit_row).collect();
-        }
+    match load_search(&state, &principal, &request, &params, &mut page).await {
+        Ok(()) => {}
         Err(Error::BadRequest(reason)) => page.error = Some(reason),
         Err(e) => return Err(e),
     }
-    Ok(html(render_search_page(page)))
+    let body = render_search_page(page);
+    tracing::debug!(
+        ms = started.elapsed().as_secs_f64() * 1000.0,
+        "search page served"
+    );
+    Ok(html(body))
 }
 
-fn hit_row(record: &serde_json::Value) -> HitRow {
+/// Every data read of the search page, each through the caller's scope and audited like
+/// the API's: the page of hits, the histogram and the facets of one selection.
+async fn load_search(
+    state: &AppState,
+    principal: &Principal,
+    request: &HttpRequest,
+    params: &ReadParams,
+    page: &mut SearchPage,
+) -> Result<()> {
+    let read = Read::authorize(state, principal, request, params).await?;
+    let search = params.search_request(state, &read.scope)?;
+    let selection = search.selection.clone();
+    let response = run_search(state, search).await?;
+    let detail = |extra: serde_json::Value| {
+        let mut detail = serde_json::json!({
+            "page": "/search", "from": params.from, "to": params.to, "cursor": params.cursor,
+        });
+        if let (Some(d), Some(e)) = (detail.as_object_mut(), extra.as_object()) {
+            d.extend(e.clone());
+        }
+        detail
+    };
+    read.audit(
+        state,
+        "search",
+        &selection,
+        Some(response.total),
+        detail(serde_json::json!({})),
+    )
+    .await?;
+    let terms = highlight::plain_words(&selection.query);
+    page.total = response.total;
+    page.next_cursor = response.next_cursor.clone();
+    page.hits = response.hits.iter().map(|r| hit_row(r, &terms)).collect();
+
+    // The histogram of a range open at the end runs to now, so a preset shows its whole span.
+    let mut charted = selection.clone();
+    if charted.range.from.is_some() && charted.range.to.is_none() {
+        let now = Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+        charted.range = TimeRange {
+            to: Some(now.max(charted.range.from.unwrap_or(0) + 1)),
+            ..charted.range
+        };
+    }
+    let (registry, chart_selection) = (state.registry.clone(), charted.clone());
+    let histogram = blocking(move || search::histogram(&registry, &chart_selection, None)).await?;
+    read.audit(
+        state,
+        "histogram",
+        &charted,
+        Some(histogram.total),
+        detail(serde_json::json!({ "bucket_ms": histogram.bucket_ms })),
+    )
+    .await?;
+    page.histogram = Some(histogram_view(&histogram));
+
+    let fields: Vec<String> = FACETS.iter().map(|(f, _)| f.to_string()).collect();
+    let (registry, facet_selection, facet_fields) =
+        (state.registry.clone(), selection.clone(), fields.clone());
+    let facets =
+        blocking(move || search::facets(&registry, &facet_selection, &facet_fields, FACET_SIZE))
+            .await?;
+    read.audit(
+        state,
+        "facets",
+        &selection,
+        None,
+        detail(serde_json::json!({ "fields": fields })),
+    )
+    .await?;
+    page.facets = facets_view(facets);
+    Ok(())
+}
+
+fn histogram_view(histogram: &search::HistogramResponse) -> Histogram {
+    let bucket_ms = histogram.bucket_ms.max(1);
+    let step = chrono::Duration::milliseconds(bucket_ms);
+    let starts: Vec<Option<DateTime<Utc>>> = histogram
+        .buckets
+        .iter()
+        .map(|b| {
+            DateTime::parse_from_rfc3339(&b.start)
+                .ok()
+                .map(|t| t.with_timezone(&Utc))
+        })
+        .collect();
+    let span_days = match (starts.first(), starts.last()) {
+        (Some(Some(a)), Some(Some(b))) => (*b - *a).num_days(),
+        _ => 0,
+    };
+    let format = if bucket_ms >= 86_400_000 {
+        "%Y-%m-%d"
+    } else if span_days >= 1 {
+        "%m-%d %H:%M"
+    } else if bucket_ms < 60_000 {
+        "%H:%M:%S"
+    } else {
+        "%H:%M"
+    };
+    let rfc3339 = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+    let bars = histogram
+        .buckets
+        .iter()
+        .zip(starts)
+        .map(|(bucket, start)| match start {
+            Some(start) => HistogramBar {
+                start: rfc3339(start),
+                end: rfc3339(start + step),
+                label: start.format(format).to_string(),
+                count: bucket.count,
+            },
+            None => HistogramBar {
+                start: bucket.start.clone(),
+                end: bucket.start.clone(),
+                label: bucket.start.clone(),
+                count: bucket.count,
+            },
+        })
+        .collect();
+    Histogram {
+        bars,
+        bucket: duration_label(bucket_ms),
+    }
+}
+
+/// `1 s`, `5 min`, `3 h`, `1 d`.
+fn duration_label(ms: i64) -> String {
+    const UNITS: [(i64, &str); 4] = [
+        (86_400_000, "d"),
+        (3_600_000, "h"),
+        (60_000, "min"),
+        (1_000, "s"),
+    ];
+    for (size, unit) in UNITS {
+        if ms >= size && ms % size == 0 {
+            return format!("{} {unit}", ms / size);
+        }
+    }
+    format!("{ms} ms")
+}
+
+fn facets_view(facets: search::FacetsResponse) -> Vec<FacetGroup> {
+    let mut facets = facets.facets;
+    FACETS
+        .iter()
+        .map(|(field, title)| FacetGroup {
+            field: field.to_string(),
+            title: title.to_string(),
+            values: facets
+                .remove(*field)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|v| FacetCount {
+                    value: v.value,
+                    count: v.count,
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+fn hit_row(record: &serde_json::Value, terms: &[highlight::Term]) -> HitRow {
     let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
     let k8s = &record["kubernetes"];
+    let time_full = text(&record["time"]);
+    let time = DateTime::parse_from_rfc3339(&time_full)
+        .map(|t| {
+            t.with_timezone(&Utc)
+                .format("%Y-%m-%d %H:%M:%S%.3f")
+                .to_string()
+        })
+        .unwrap_or_else(|_| time_full.clone());
+    let message = text(&record["log"]);
     HitRow {
-        time: text(&record["time"]),
+        time,
+        time_full,
         namespace: text(&k8s["namespace_name"]),
         pod: text(&k8s["pod_name"]),
         container: text(&k8s["container_name"]),
         stream: text(&record["stream"]),
-        message: text(&record["log"]),
+        highlights: highlight::ranges(&message, terms),
+        message,
+        record_json: serde_json::to_string_pretty(record).unwrap_or_default(),
     }
 }
 

@@ -70,3 +70,12 @@ impl actix_web::ResponseError for Error {
         HttpResponse::build(status).json(serde_json::json!({ "error": kind, "detail": detail }))
     }
 }
+
+/// The body of every error response.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// `bad_request`, `unauthenticated`, `forbidden`, `not_found` or `internal`.
+    pub error: String,
+    /// What was wrong, for people.
+    pub detail: String,
+}

@@ -22,6 +22,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/audit/verify", web::get().to(verify_audit));
 }
 
+#[utoipa::path(get, path = "/api/v1/me", tag = "access", security(("bearer" = []), ("session" = [])), responses((status = 200, description = "user, groups and grants in force"), (status = 401, description = "not signed in", body = crate::error::ErrorBody), (status = 403, description = "not allowed", body = crate::error::ErrorBody)))]
 async fn me(state: web::Data<AppState>, principal: Principal) -> Result<HttpResponse> {
     let scope = authz::scope_for(&state.db, &principal).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
@@ -52,6 +53,7 @@ async fn change(
     Ok(())
 }
 
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "access", security(("bearer" = []), ("session" = [])), responses((status = 200, description = "your tokens (admins: all), never their secrets"), (status = 401, description = "not signed in", body = crate::error::ErrorBody), (status = 403, description = "not allowed", body = crate::error::ErrorBody)))]
 async fn list_tokens(state: web::Data<AppState>, principal: Principal) -> Result<HttpResponse> {
     let scope = authz::scope_for(&state.db, &principal).await?;
     let owner = (!scope.is_admin()).then_some(principal.user.as_str());
@@ -59,7 +61,7 @@ async fn list_tokens(state: web::Data<AppState>, principal: Principal) -> Result
         .json(serde_json::json!({ "tokens": tokens::list(&state.db, owner).await? })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct CreateToken {
     name: String,
     role: String,
@@ -71,6 +73,8 @@ struct CreateToken {
 }
 
 /// A user creates a token for a subset of their own permissions.
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "access", security(("bearer" = []), ("session" = [])), request_body = CreateToken,
+    responses((status = 201, description = "`{\"token\": \"bsz_...\", \"id\": N}`: the secret, shown once"), (status = 401, description = "not signed in", body = crate::error::ErrorBody), (status = 403, description = "not allowed", body = crate::error::ErrorBody)))]
 async fn create_token(
     state: web::Data<AppState>,
     principal: Principal,
@@ -168,6 +172,8 @@ pub fn parse_lifetime(text: &str) -> Result<chrono::DateTime<chrono::Utc>> {
     Ok(chrono::DateTime::from_timestamp_nanos(instant))
 }
 
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "access", security(("bearer" = []), ("session" = [])), params(("id" = i64, Path, description = "token id")),
+    responses((status = 200, description = "the revoked token"), (status = 404, description = "no such token of yours", body = crate::error::ErrorBody), (status = 401, description = "not signed in", body = crate::error::ErrorBody), (status = 403, description = "not allowed", body = crate::error::ErrorBody)))]
 async fn revoke_token(
     state: web::Data<AppState>,
     principal: Principal,
@@ -187,6 +193,7 @@ async fn revoke_token(
     Ok(HttpResponse::Ok().json(token))
 }
 
+#[utoipa::path(get, path = "/api/v1/bindings", tag = "access", security(("bearer" = []), ("session" = [])), responses((status = 200, description = "every role binding (admins)"), (status = 401, description = "not signed in", body = crate::error::ErrorBody), (status = 403, description = "not allowed", body = crate::error::ErrorBody)))]
 async fn list_bindings(state: web::Data<AppState>) -> Result<HttpResponse> {
     Ok(
         HttpResponse::Ok()
@@ -194,6 +201,8 @@ async fn list_bindings(state: web::Data<AppState>) -> Result<HttpResponse> {
     )
 }
 
+#[utoipa::path(post, path = "/api/v1/bindings", tag = "access", security(("bearer" = []), ("session" = [])), request_body = NewBinding,
+    responses((status = 201, description = "the binding, effective on the next request"), (status = 401, description = "not signed in", body = crate::error::ErrorBody), (status = 403, description = "not allowed", body = crate::error::ErrorBody)))]
 async fn add_binding(
     state: web::Data<AppState>,
     principal: Principal,
@@ -211,6 +220,8 @@ async fn add_binding(
     Ok(HttpResponse::Created().json(binding))
 }
 
+#[utoipa::path(delete, path = "/api/v1/bindings/{id}", tag = "access", security(("bearer" = []), ("session" = [])), params(("id" = i64, Path, description = "binding id")),
+    responses((status = 200, description = "the removed binding"), (status = 401, description = "not signed in", body = crate::error::ErrorBody), (status = 403, description = "not allowed", body = crate::error::ErrorBody)))]
 async fn remove_binding(
     state: web::Data<AppState>,
     principal: Principal,
@@ -228,7 +239,8 @@ async fn remove_binding(
     Ok(HttpResponse::Ok().json(binding))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AuditParams {
     actor: Option<String>,
     action: Option<String>,
@@ -252,6 +264,8 @@ async fn require_audit_reader(state: &AppState, principal: &Principal) -> Result
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", security(("bearer" = []), ("session" = [])), params(AuditParams),
+    responses((status = 200, description = "audit events, newest first (admins and auditors)"), (status = 401, description = "not signed in", body = crate::error::ErrorBody), (status = 403, description = "not allowed", body = crate::error::ErrorBody)))]
 async fn list_audit(
     state: web::Data<AppState>,
     principal: Principal,
@@ -277,6 +291,8 @@ async fn list_audit(
     Ok(HttpResponse::Ok().json(serde_json::json!({ "events": events })))
 }
 
+#[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit", security(("bearer" = []), ("session" = [])),
+    responses((status = 200, description = "`{\"ok\": true, \"events\": N}`, or the first broken link", body = crate::audit::Verification), (status = 401, description = "not signed in", body = crate::error::ErrorBody), (status = 403, description = "not allowed", body = crate::error::ErrorBody)))]
 async fn verify_audit(state: web::Data<AppState>, principal: Principal) -> Result<HttpResponse> {
     require_audit_reader(&state, &principal).await?;
     Ok(HttpResponse::Ok().json(audit::verify(&state.db).await?))

@@ -1,6 +1,7 @@
 //! The REST API under `/api/v1`, and the health endpoint.
 
 pub mod access;
+mod openapi;
 mod stream;
 
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -21,16 +22,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/export", web::get().to(stream::export))
         .route("/api/v1/tail", web::get().to(stream::tail))
         .route("/api/v1/namespaces", web::get().to(namespaces))
+        .route("/api/v1/openapi.json", web::get().to(openapi::document))
         .configure(access::routes);
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "the server answers")))]
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
 /// The query string of every read endpoint (one flat struct: serde's `flatten` does not mix
 /// with numbers in query strings). Each endpoint uses the parameters it needs.
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReadParams {
     /// One namespace or several, comma-separated; absent: every namespace.
     pub namespace: Option<String>,
@@ -173,6 +177,8 @@ pub async fn run_search(
     blocking(move || search::search(&registry, &request)).await
 }
 
+#[utoipa::path(get, path = "/api/v1/search", tag = "logs", params(ReadParams), security(("bearer" = []), ("session" = [])),
+    responses((status = 200, description = "matching records, newest first", body = search::SearchResponse), (status = 400, description = "bad parameter or query, with the reason", body = crate::error::ErrorBody), (status = 401, description = "not signed in", body = crate::error::ErrorBody)))]
 async fn search_records(
     state: web::Data<AppState>,
     principal: Principal,
@@ -190,6 +196,8 @@ async fn search_records(
     Ok(HttpResponse::Ok().json(response))
 }
 
+#[utoipa::path(get, path = "/api/v1/histogram", tag = "logs", params(ReadParams), security(("bearer" = []), ("session" = [])),
+    responses((status = 200, description = "counts per time bucket", body = search::HistogramResponse), (status = 400, description = "bad parameter or query, with the reason", body = crate::error::ErrorBody), (status = 401, description = "not signed in", body = crate::error::ErrorBody)))]
 async fn histogram(
     state: web::Data<AppState>,
     principal: Principal,
@@ -206,6 +214,8 @@ async fn histogram(
     Ok(HttpResponse::Ok().json(response))
 }
 
+#[utoipa::path(get, path = "/api/v1/facets", tag = "logs", params(ReadParams), security(("bearer" = []), ("session" = [])),
+    responses((status = 200, description = "top values per field", body = search::FacetsResponse), (status = 400, description = "bad parameter or query, with the reason", body = crate::error::ErrorBody), (status = 401, description = "not signed in", body = crate::error::ErrorBody)))]
 async fn facets(
     state: web::Data<AppState>,
     principal: Principal,
@@ -241,6 +251,8 @@ async fn facets(
 }
 
 /// Namespaces with data that the caller may read.
+#[utoipa::path(get, path = "/api/v1/namespaces", tag = "logs", security(("bearer" = []), ("session" = [])),
+    responses((status = 200, description = "`{\"namespaces\": [...]}`: namespaces with data the caller may read"), (status = 400, description = "bad parameter or query, with the reason", body = crate::error::ErrorBody), (status = 401, description = "not signed in", body = crate::error::ErrorBody)))]
 async fn namespaces(state: web::Data<AppState>, principal: Principal) -> Result<HttpResponse> {
     let scope = authz::scope_for(&state.db, &principal).await?;
     let namespaces = scope.filter(crate::db::namespaces::list(&state.db).await?);

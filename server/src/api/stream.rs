@@ -34,6 +34,8 @@ fn channel_stream(rx: mpsc::Receiver<Result<Bytes>>) -> impl Stream<Item = Resul
     })
 }
 
+#[utoipa::path(get, path = "/api/v1/export", tag = "logs", params(ReadParams), security(("bearer" = []), ("session" = [])),
+    responses((status = 200, description = "every matching record, streamed as NDJSON or CSV (`format`)", content_type = "application/x-ndjson"), (status = 400, description = "bad parameter or query, with the reason", body = crate::error::ErrorBody), (status = 401, description = "not signed in", body = crate::error::ErrorBody)))]
 pub async fn export(
     state: web::Data<AppState>,
     principal: Principal,
@@ -150,6 +152,8 @@ fn csv_cell(value: &str) -> String {
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/tail", tag = "logs", params(ReadParams), security(("bearer" = []), ("session" = [])),
+    responses((status = 200, description = "Server-Sent Events: `record` events as records are indexed; `dropped` when the client falls behind", content_type = "text/event-stream"), (status = 400, description = "bad parameter or query, with the reason", body = crate::error::ErrorBody), (status = 401, description = "not signed in", body = crate::error::ErrorBody)))]
 pub async fn tail(
     state: web::Data<AppState>,
     principal: Principal,

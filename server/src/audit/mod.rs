@@ -170,7 +170,7 @@ fn to_json<T: Serialize + ?Sized>(value: &T) -> crate::Result<String> {
 
 /// The outcome of [`verify`]. Serialises as `{"ok":true,"events":N}` when the chain is
 /// intact, and with `"first_broken":{"id":…,"reason":…}` added when it is not.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Verification {
     pub ok: bool,
     /// Events in the table (all of them, including those after a broken link).
@@ -180,7 +180,7 @@ pub struct Verification {
 }
 
 /// The first event, in id order, at which the chain does not hold.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BrokenLink {
     /// The id of the event where the break shows: the edited event itself, or the first
     /// event after deleted ones.

@@ -26,7 +26,7 @@ pub enum Relation {}
 impl ActiveModelBehavior for ActiveModel {}
 
 /// A binding to add.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
 pub struct NewBinding {
     /// `user` or `group`.
     pub subject_kind: String,

@@ -45,7 +45,7 @@ pub struct SearchRequest {
     pub after: Option<SortKey>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SearchResponse {
     /// Matching records, newest first.
     pub hits: Vec<serde_json::Value>,
@@ -203,7 +203,7 @@ fn parse_query(index: &NamespaceIndex, text: &str) -> Result<Box<dyn Query>> {
         .map_err(|e| Error::BadRequest(format!("query: {e}")))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct HistogramResponse {
     /// Start of the first bucket and end of the last (RFC 3339).
     pub from: Option<String>,
@@ -214,7 +214,7 @@ pub struct HistogramResponse {
     pub took_ms: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Bucket {
     pub start: String,
     pub count: u64,
@@ -337,13 +337,13 @@ fn time_bounds(indexes: &[std::sync::Arc<NamespaceIndex>]) -> Result<(Option<i64
     Ok((min, max))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FacetValue {
     pub value: String,
     pub count: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FacetsResponse {
     /// For each field, its most frequent values among matching records, most frequent first.
     pub facets: BTreeMap<String, Vec<FacetValue>>,

@@ -12,6 +12,7 @@ use crate::search::IndexRegistry;
 use actix_web::middleware::from_fn;
 
 use crate::hardening::{self, LoginLimiter};
+use crate::metrics::Metrics;
 use crate::retention::Retention;
 use crate::{api, authz, dashboard, db, Error, Result};
 
@@ -20,6 +21,7 @@ use crate::{api, authz, dashboard, db, Error, Result};
 pub struct AppState {
     pub registry: Arc<IndexRegistry>,
     pub db: DatabaseConnection,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Runs the server until `shutdown` is set (or SIGINT/SIGTERM when `shutdown` is `None`).
@@ -32,7 +34,13 @@ pub async fn serve(config: Config, shutdown: Arc<AtomicBool>) -> Result<()> {
         config.ingest.writer_memory_mb,
     )?);
 
-    let ingest = Ingest::new(config.clone(), registry.clone(), db.clone());
+    let metrics = Metrics::new();
+    let ingest = Ingest::new(
+        config.clone(),
+        registry.clone(),
+        db.clone(),
+        metrics.clone(),
+    );
     let ingest_shutdown = shutdown.clone();
     let ingest_thread = std::thread::Builder::new()
         .name("ingest".into())
@@ -41,7 +49,11 @@ pub async fn serve(config: Config, shutdown: Arc<AtomicBool>) -> Result<()> {
 
     let retention = Retention::new(config.retention.clone(), registry.clone(), db.clone());
     let retention_task = tokio::spawn(retention.run(shutdown.clone()));
-    let state = AppState { registry, db };
+    let state = AppState {
+        registry,
+        db,
+        metrics,
+    };
     let limiter = web::Data::new(LoginLimiter::new(10, std::time::Duration::from_secs(300)));
     let server = HttpServer::new(move || {
         // Outermost last: headers on every response, then CSRF, login limits, then authz.

@@ -14,6 +14,7 @@ pub mod embedded;
 pub mod error;
 pub mod hardening;
 pub mod ingest;
+pub mod metrics;
 pub mod retention;
 pub mod search;
 

@@ -133,6 +133,26 @@ async fn fluentd_layout_and_non_json_records_are_indexed_and_marked() {
         ))
         .await;
     assert_eq!(body["hits"][0]["time"], "2026-01-01T00:00:05.5Z");
+
+    // Counted: three messages were not JSON records; ready while ingest runs.
+    let (status, metrics) = server.get_text("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains(&format!(
+            "bitesize_ingest_not_json_total{{namespace=\"{namespace}\"}} 3"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "bitesize_ingest_records_total{{namespace=\"{namespace}\"}} 5"
+        )),
+        "{metrics}"
+    );
+    let (status, ready) = server.get_json_as("/readyz", None).await;
+    assert_eq!(status, 200, "{ready}");
+    let (status, _) = server.get_json_as("/metrics", None).await;
+    assert_eq!(status, 401, "metrics are not public");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -16,6 +16,8 @@ pub const DEFAULT_LIMIT: usize = 100;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics))
         .route("/api/v1/search", web::get().to(search_records))
         .route("/api/v1/histogram", web::get().to(histogram))
         .route("/api/v1/facets", web::get().to(facets))
@@ -29,6 +31,25 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 #[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "the server answers")))]
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Ready when the ingest thread runs and the database answers.
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let database = state.db.ping().await.is_ok();
+    let ingest = state.metrics.ingest_is_running();
+    let body = serde_json::json!({ "database": database, "ingest": ingest });
+    if database && ingest {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+/// Prometheus text exposition (admins; point Prometheus at it with an admin API token).
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.encode())
 }
 
 /// The query string of every read endpoint (one flat struct: serde's `flatten` does not mix

@@ -25,6 +25,8 @@ pub enum Access {
 /// (route pattern as registered, access).
 pub const ROUTES: &[(&str, Access)] = &[
     ("/healthz", Access::Public),
+    ("/readyz", Access::Public),
+    ("/metrics", Access::Admin),
     ("/", Access::Public),
     ("/login", Access::Public),
     ("/auth/login", Access::Public),
@@ -48,6 +50,11 @@ pub const ROUTES: &[(&str, Access)] = &[
     ("/api/v1/audit", Access::SignedIn),
     ("/api/v1/audit/verify", Access::SignedIn),
 ];
+
+/// Routes read by programs, which get a 401 rather than a redirect to the sign-in page.
+fn is_machine_route(pattern: &str) -> bool {
+    pattern.starts_with("/api/") || pattern == "/metrics"
+}
 
 pub fn access_of(pattern: &str) -> Option<Access> {
     ROUTES
@@ -80,7 +87,7 @@ pub async fn enforce(
     let principal = match crate::auth::authenticate(&state.db, request.request()).await {
         Ok(Some(principal)) => principal,
         Ok(None) => {
-            let response = if pattern.starts_with("/api/") {
+            let response = if is_machine_route(&pattern) {
                 Error::Unauthorized("sign in, or send Authorization: Bearer <token>".into())
                     .error_response()
             } else {

@@ -23,6 +23,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::config::Config;
 use crate::db;
+use crate::metrics::{Metrics, NamespaceLabel};
 use crate::search::schema::{document, Origin};
 use crate::search::{IndexRegistry, Offsets};
 use crate::Result;
@@ -83,15 +84,22 @@ pub struct Ingest {
     registry: Arc<IndexRegistry>,
     db: DatabaseConnection,
     runtime: tokio::runtime::Handle,
+    metrics: Arc<Metrics>,
 }
 
 impl Ingest {
-    pub fn new(config: Config, registry: Arc<IndexRegistry>, db: DatabaseConnection) -> Ingest {
+    pub fn new(
+        config: Config,
+        registry: Arc<IndexRegistry>,
+        db: DatabaseConnection,
+        metrics: Arc<Metrics>,
+    ) -> Ingest {
         Ingest {
             config,
             registry,
             db,
             runtime: tokio::runtime::Handle::current(),
+            metrics,
         }
     }
 
@@ -114,7 +122,18 @@ impl Ingest {
             })?;
         consumer.subscribe(&[&self.config.kafka.topic_pattern])?;
         tracing::info!(pattern = %self.config.kafka.topic_pattern, "consuming");
+        self.metrics.ingest_running.store(true, Ordering::SeqCst);
+        let result = self.consume(&consumer, &positions, &shutdown);
+        self.metrics.ingest_running.store(false, Ordering::SeqCst);
+        result
+    }
 
+    fn consume(
+        &self,
+        consumer: &BaseConsumer<IngestContext>,
+        positions: &Positions,
+        shutdown: &AtomicBool,
+    ) -> Result<()> {
         let interval = Duration::from_millis(self.config.ingest.commit_interval_ms);
         let mut dirty: HashSet<String> = HashSet::new();
         let mut known_namespaces: HashSet<String> = self.registry.names().into_iter().collect();
@@ -123,7 +142,7 @@ impl Ingest {
             match consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(message)) => {
                     if let Some(namespace) =
-                        self.index_message(&message, &positions, &mut known_namespaces)?
+                        self.index_message(&message, positions, &mut known_namespaces)?
                     {
                         dirty.insert(namespace);
                     }
@@ -132,11 +151,11 @@ impl Ingest {
                 None => {}
             }
             if last_commit.elapsed() >= interval {
-                self.commit(&consumer, &positions, &mut dirty)?;
+                self.commit(consumer, positions, &mut dirty)?;
                 last_commit = Instant::now();
             }
         }
-        self.commit(&consumer, &positions, &mut dirty)?;
+        self.commit(consumer, positions, &mut dirty)?;
         tracing::info!("ingest stopped");
         Ok(())
     }
@@ -165,14 +184,21 @@ impl Ingest {
                 .unwrap_or(0);
             if offset < next {
                 // Already in the index: Kafka redelivered after a restart or rebalance.
+                self.metrics.redelivered.inc();
                 return Ok(None);
             }
         }
         let payload = message.payload().unwrap_or_default();
-        let mut record = Record::decode(payload).unwrap_or_else(|_| Record {
-            log: String::from_utf8_lossy(payload).into_owned(),
-            marks: vec![Mark::NotJson],
-            ..Default::default()
+        let label = NamespaceLabel {
+            namespace: namespace.clone(),
+        };
+        let mut record = Record::decode(payload).unwrap_or_else(|_| {
+            self.metrics.not_json.get_or_create(&label).inc();
+            Record {
+                log: String::from_utf8_lossy(payload).into_owned(),
+                marks: vec![Mark::NotJson],
+                ..Default::default()
+            }
         });
         record.kubernetes.namespace_name.clone_from(&namespace);
         let time_nanos = record
@@ -199,6 +225,7 @@ impl Ingest {
             time_nanos,
             Origin { partition, offset },
         ))?;
+        self.metrics.indexed.get_or_create(&label).inc();
         positions
             .lock()
             .expect("positions lock")
@@ -247,6 +274,7 @@ impl Ingest {
                 offsets.entry(topic).or_default().extend(partitions);
             }
             index.commit(&offsets)?;
+            self.metrics.commits.inc();
             for (topic, partitions) in &offsets {
                 for (&partition, &offset) in partitions {
                     kafka_offsets.add_partition_offset(topic, partition, Offset::Offset(offset))?;

@@ -1,0 +1,119 @@
+//! The server's Prometheus metrics (`/metrics`, through `prometheus-client`) and readiness
+//! (`/readyz`). Ingest counts what it indexes, skips and cannot decode, per namespace.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NamespaceLabel {
+    pub namespace: String,
+}
+
+/// Every metric the server exports, shared by the stages that update them.
+pub struct Metrics {
+    registry: Registry,
+    /// Records added to a namespace's index.
+    pub indexed: Family<NamespaceLabel, Counter>,
+    /// Kafka messages that were not a JSON record: indexed as raw text, marked `not_json`.
+    pub not_json: Family<NamespaceLabel, Counter>,
+    /// Messages already in the index that Kafka delivered again (after a restart or a
+    /// rebalance) and that were skipped.
+    pub redelivered: Counter,
+    /// Index commits (each carries the Kafka offsets it holds).
+    pub commits: Counter,
+    /// Set while the ingest thread runs.
+    pub ingest_running: AtomicBool,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("bitesize");
+        let indexed = Family::<NamespaceLabel, Counter>::default();
+        let not_json = Family::<NamespaceLabel, Counter>::default();
+        let redelivered = Counter::default();
+        let commits = Counter::default();
+        registry.register(
+            "ingest_records",
+            "Records added to a namespace's index",
+            indexed.clone(),
+        );
+        registry.register(
+            "ingest_not_json",
+            "Messages that were not a JSON record, kept as raw text",
+            not_json.clone(),
+        );
+        registry.register(
+            "ingest_redelivered",
+            "Messages already indexed that Kafka delivered again, skipped",
+            redelivered.clone(),
+        );
+        registry.register(
+            "index_commits",
+            "Index commits, each with the Kafka offsets it holds",
+            commits.clone(),
+        );
+        Metrics {
+            registry,
+            indexed,
+            not_json,
+            redelivered,
+            commits,
+            ingest_running: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Metrics> {
+        Arc::new(Metrics::default())
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String");
+        text
+    }
+
+    pub fn ingest_is_running(&self) -> bool {
+        self.ingest_running.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_show_in_the_exposition() {
+        let metrics = Metrics::new();
+        metrics
+            .indexed
+            .get_or_create(&NamespaceLabel {
+                namespace: "shop".into(),
+            })
+            .inc_by(3);
+        metrics
+            .not_json
+            .get_or_create(&NamespaceLabel {
+                namespace: "shop".into(),
+            })
+            .inc();
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"bitesize_ingest_records_total{namespace="shop"} 3"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"bitesize_ingest_not_json_total{namespace="shop"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("bitesize_index_commits_total 0"), "{text}");
+    }
+}

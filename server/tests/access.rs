@@ -338,7 +338,10 @@ async fn auditors_state_reasons_and_every_read_is_audited() {
 #[tokio::test(flavor = "multi_thread")]
 async fn cross_site_writes_headers_body_limits_and_login_throttling() {
     let root = tempfile::tempdir().unwrap();
-    let server = Server::start(&root.path().join("data"), &format!("h-{}", unique()), None);
+    // Debug logging, so the secrets check at the end covers the chattiest the server gets.
+    let pattern = format!("^logs\\.h-{}$", unique());
+    let settings = [("BITESIZE_LOG".to_owned(), "debug".to_owned())];
+    let server = Server::start_with_settings(&root.path().join("data"), &pattern, None, &settings);
     cli(
         &server.env,
         &["user", "add", "hal", "--password-stdin"],
@@ -432,4 +435,19 @@ async fn cross_site_writes_headers_body_limits_and_login_throttling() {
         .await
         .unwrap();
     assert_eq!(response.status(), 429);
+
+    // None of the secrets used above shows up in the server's log.
+    let log = std::fs::read_to_string(server.data_dir.with_extension("server.log")).unwrap();
+    let session = cookie.split_once('=').unwrap().1;
+    for (what, secret) in [
+        ("admin token", server.admin_token.as_str()),
+        ("password", "hal-password-99"),
+        ("session", session),
+    ] {
+        assert!(
+            !log.contains(secret),
+            "the {what} appears in the server log"
+        );
+    }
+    assert!(log.contains("serving"), "the log was captured");
 }

@@ -14,6 +14,8 @@
 //! comes from `TEST_POSTGRES_URL` (each test creates its own database); without it the
 //! PostgreSQL half fails and says so.
 
+mod common;
+
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -46,27 +48,12 @@ impl TestDb {
     }
 
     async fn postgres() -> TestDb {
-        let admin_url = std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| {
-            panic!(
-                "this test needs PostgreSQL: run ./scripts/test, or set \
-                 TEST_POSTGRES_URL=postgres://user@host:port/db"
-            )
-        });
-        let admin = Database::connect(&admin_url)
-            .await
-            .unwrap_or_else(|e| panic!("cannot connect to PostgreSQL at {admin_url}: {e}"));
-        let name = format!("bitesize_test_{:016x}", rand::random::<u64>());
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-            .await
-            .expect("create database");
-        let (base, _) = admin_url
-            .rsplit_once('/')
-            .expect("TEST_POSTGRES_URL ends with /dbname");
+        let url = common::fresh_postgres_database().await;
+        let name = url.rsplit('/').next().expect("database name").to_owned();
         TestDb {
-            url: format!("{base}/{name}"),
+            url,
             _dir: None,
-            postgres: Some((admin_url, name)),
+            postgres: Some((common::postgres_url(), name)),
         }
     }
 

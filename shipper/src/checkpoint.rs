@@ -4,25 +4,63 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::producer::DeliveryFuture;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::Receiver;
 
+use crate::fingerprint::{FileId, Head};
+use crate::metrics::Metrics;
 use crate::{Error, Result};
 
 const FILE_NAME: &str = "checkpoints.json";
-const VERSION: u32 = 1;
+/// Version 2 adds the content fingerprint (`head_len`, `head_hash`) and the link target;
+/// version 1 files are still read (their positions match by device and inode alone).
+const VERSION: u32 = 2;
 const SAVE_INTERVAL: Duration = Duration::from_millis(500);
 
 /// How far a file has been shipped: every byte before `offset` is in Kafka.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Position {
+    /// The path the globs found it at (its name carries the container metadata).
     pub path: PathBuf,
+    /// Where that path linked to, when it is a symlink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<PathBuf>,
     pub dev: u64,
     pub inode: u64,
+    /// How many leading bytes `head_hash` covers; 0 when unknown.
+    #[serde(default)]
+    pub head_len: u64,
+    #[serde(default)]
+    pub head_hash: u64,
     pub offset: u64,
+}
+
+impl Position {
+    pub fn id(&self) -> FileId {
+        FileId {
+            dev: self.dev,
+            inode: self.inode,
+        }
+    }
+
+    pub fn head(&self) -> Head {
+        Head {
+            len: self.head_len,
+            hash: self.head_hash,
+        }
+    }
+}
+
+/// A change of saved progress, applied once every record before it is acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    At(Position),
+    /// The file was read to its end and let go (rotated away or deleted): forget it.
+    Done(FileId),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -34,6 +72,14 @@ struct CheckpointFile {
 /// The checkpoint file in the checkpoint directory.
 pub struct CheckpointStore {
     dir: PathBuf,
+}
+
+/// The saved positions, and whether a checkpoint file existed at all (on the very first
+/// start it does not, and `read_from` applies).
+#[derive(Debug)]
+pub struct Loaded {
+    pub positions: HashMap<FileId, Position>,
+    pub existed: bool,
 }
 
 impl CheckpointStore {
@@ -54,28 +100,39 @@ impl CheckpointStore {
         }
     }
 
-    /// The saved positions by path; empty on first start.
-    pub fn load(&self) -> Result<HashMap<PathBuf, Position>> {
+    /// The saved positions by file; empty on first start.
+    pub fn load(&self) -> Result<Loaded> {
         let bytes = match std::fs::read(self.path()) {
             Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Loaded {
+                    positions: HashMap::new(),
+                    existed: false,
+                })
+            }
             Err(e) => return Err(self.error(e)),
         };
-        let file: CheckpointFile = serde_json::from_slice(&bytes).map_err(|e| self.error(e))?;
-        if file.version != VERSION {
-            return Err(self.error(format!("unknown version {}", file.version)));
+        #[derive(Deserialize)]
+        struct Versioned {
+            version: u32,
         }
-        Ok(file
-            .positions
-            .into_iter()
-            .map(|p| (p.path.clone(), p))
-            .collect())
+        let versioned: Versioned = serde_json::from_slice(&bytes).map_err(|e| self.error(e))?;
+        if !(1..=VERSION).contains(&versioned.version) {
+            return Err(self.error(format!("unknown version {}", versioned.version)));
+        }
+        // Version 1 positions are version 2 positions without fingerprint or target; the
+        // serde defaults fill those in.
+        let file: CheckpointFile = serde_json::from_slice(&bytes).map_err(|e| self.error(e))?;
+        Ok(Loaded {
+            positions: file.positions.into_iter().map(|p| (p.id(), p)).collect(),
+            existed: true,
+        })
     }
 
     /// Writes all positions atomically: temp file, fsync, rename, fsync of the directory.
-    pub fn save(&self, positions: &HashMap<PathBuf, Position>) -> Result<()> {
+    pub fn save(&self, positions: &HashMap<FileId, Position>) -> Result<()> {
         let mut sorted: Vec<Position> = positions.values().cloned().collect();
-        sorted.sort_by(|a, b| a.path.cmp(&b.path));
+        sorted.sort_by(|a, b| a.path.cmp(&b.path).then(a.inode.cmp(&b.inode)));
         let json = serde_json::to_vec_pretty(&CheckpointFile {
             version: VERSION,
             positions: sorted,
@@ -96,23 +153,30 @@ impl CheckpointStore {
 /// Deliveries of one batch and the positions they make safe.
 pub struct PendingBatch {
     pub deliveries: Vec<DeliveryFuture>,
-    pub positions: Vec<Position>,
+    pub progress: Vec<Progress>,
 }
 
 /// The last stage: waits for Kafka's acknowledgements in order and saves positions.
 pub struct Checkpointer {
     store: CheckpointStore,
     dead_letter: PathBuf,
-    positions: HashMap<PathBuf, Position>,
+    positions: HashMap<FileId, Position>,
+    metrics: Arc<Metrics>,
 }
 
 impl Checkpointer {
-    pub fn new(store: CheckpointStore, dir: &Path) -> Checkpointer {
-        let positions = store.load().unwrap_or_default();
+    /// `positions` are the ones the store held at start.
+    pub fn new(
+        store: CheckpointStore,
+        dir: &Path,
+        positions: HashMap<FileId, Position>,
+        metrics: Arc<Metrics>,
+    ) -> Checkpointer {
         Checkpointer {
             store,
             dead_letter: dir.join("dead-letter.ndjson"),
             positions,
+            metrics,
         }
     }
 
@@ -120,9 +184,12 @@ impl Checkpointer {
         let mut last_save = Instant::now();
         let mut dirty = false;
         while let Some(batch) = rx.recv().await {
+            let mut new_file = false;
             for delivery in batch.deliveries {
                 match delivery.await {
-                    Ok(Ok(_)) => {}
+                    Ok(Ok(_)) => {
+                        self.metrics.records_acked.inc();
+                    }
                     Ok(Err((error, message))) => self.dead_letter(&error.to_string(), &message)?,
                     Err(_canceled) => {
                         // The producer was dropped before delivery: nothing after this point
@@ -131,11 +198,25 @@ impl Checkpointer {
                     }
                 }
             }
-            for position in batch.positions {
-                self.positions.insert(position.path.clone(), position);
+            for progress in batch.progress {
+                match progress {
+                    Progress::At(position) => {
+                        // A file saved for the first time is saved at once: if it rotates
+                        // away while we are down, only a saved position finds it again.
+                        new_file |= !self.positions.contains_key(&position.id());
+                        self.metrics
+                            .file_checkpointed(position.id(), position.offset);
+                        self.positions.insert(position.id(), position);
+                    }
+                    Progress::Done(id) => {
+                        self.metrics.file_forgotten(id);
+                        self.positions.remove(&id);
+                    }
+                }
             }
+            self.metrics.in_flight_batches.dec();
             dirty = true;
-            if last_save.elapsed() >= SAVE_INTERVAL {
+            if new_file || last_save.elapsed() >= SAVE_INTERVAL {
                 self.store.save(&self.positions)?;
                 last_save = Instant::now();
                 dirty = false;
@@ -151,6 +232,7 @@ impl Checkpointer {
     fn dead_letter(&self, error: &str, message: &rdkafka::message::OwnedMessage) -> Result<()> {
         use rdkafka::Message;
         tracing::error!(topic = message.topic(), %error, "record rejected by Kafka, written to dead-letter file");
+        self.metrics.dead_letters.inc();
         let line = serde_json::json!({
             "topic": message.topic(),
             "error": error,
@@ -175,17 +257,51 @@ mod tests {
     fn save_and_load_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let store = CheckpointStore::open(dir.path()).unwrap();
-        assert!(store.load().unwrap().is_empty());
+        let loaded = store.load().unwrap();
+        assert!(loaded.positions.is_empty() && !loaded.existed);
         let position = Position {
             path: "/a.log".into(),
+            target: Some("/pods/a/0.log".into()),
             dev: 1,
             inode: 2,
+            head_len: 1024,
+            head_hash: u64::MAX,
             offset: 42,
         };
-        let positions = HashMap::from([(position.path.clone(), position.clone())]);
+        let positions = HashMap::from([(position.id(), position.clone())]);
         store.save(&positions).unwrap();
-        assert_eq!(store.load().unwrap(), positions);
+        let loaded = store.load().unwrap();
+        assert!(loaded.existed);
+        assert_eq!(loaded.positions, positions);
         assert!(!dir.path().join("checkpoints.json.tmp").exists());
+    }
+
+    #[test]
+    fn version_1_files_are_read_without_fingerprints() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(FILE_NAME),
+            br#"{"version":1,"positions":[{"path":"/a.log","dev":1,"inode":2,"offset":42}]}"#,
+        )
+        .unwrap();
+        let store = CheckpointStore::open(dir.path()).unwrap();
+        let loaded = store.load().unwrap();
+        let id = FileId { dev: 1, inode: 2 };
+        let position = &loaded.positions[&id];
+        assert_eq!(
+            (position.offset, position.head(), position.target.as_deref()),
+            (42, Head::default(), None)
+        );
+        // Saving writes version 2.
+        store.save(&loaded.positions).unwrap();
+        let saved = std::fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
+        assert!(saved.contains(r#""version": 2"#), "{saved}");
+        std::fs::write(
+            dir.path().join(FILE_NAME),
+            br#"{"version":3,"positions":[]}"#,
+        )
+        .unwrap();
+        assert!(store.load().is_err());
     }
 
     #[test]

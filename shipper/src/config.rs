@@ -11,11 +11,27 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
+/// Where the kubelet links every container's log file.
+pub const DEFAULT_INCLUDE: &str = "/var/log/containers/*.log";
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Directory of container log files named `<pod>_<namespace>_<container>-<id>.log`.
-    pub log_dir: PathBuf,
+    /// Globs of container log files to follow, named `<pod>_<namespace>_<container>-<id>.log`;
+    /// symlinks (kubelet's `/var/log/containers` entries) are followed.
+    pub include: Vec<String>,
+    /// Globs of paths found by `include` to leave alone.
+    pub exclude: Vec<String>,
+    /// Deprecated shorthand for `include: ["<log_dir>/*.log"]`; cannot be combined with a
+    /// non-default `include`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_dir: Option<PathBuf>,
+    /// How often the globs are expanded again even without a file-system event.
+    pub rescan_interval_ms: u64,
+    /// Where files already present at the very first start (no checkpoint file yet) begin.
+    pub read_from: ReadFrom,
+    /// Address of `/metrics`, `/healthz` and `/readyz`.
+    pub listen: String,
     /// Where file positions are saved.
     pub checkpoint_dir: PathBuf,
     /// Cluster name added to every record.
@@ -33,6 +49,17 @@ pub struct Config {
     /// Batches in flight between stages; bounds memory when Kafka is slow.
     pub in_flight_batches: usize,
     pub kafka: KafkaConfig,
+}
+
+/// Where a file found at the very first start begins; files appearing later, and files
+/// with a checkpoint, never follow this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadFrom {
+    /// Ship what the file already holds.
+    Beginning,
+    /// Skip what the file already holds (up to its last complete line).
+    End,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,7 +80,12 @@ pub struct KafkaConfig {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            log_dir: PathBuf::from("/var/log/containers"),
+            include: vec![DEFAULT_INCLUDE.to_owned()],
+            exclude: Vec::new(),
+            log_dir: None,
+            rescan_interval_ms: 1000,
+            read_from: ReadFrom::Beginning,
+            listen: "0.0.0.0:9102".to_owned(),
             checkpoint_dir: PathBuf::from("/var/lib/bitesize-shipper"),
             cluster: None,
             node_name: None,
@@ -83,10 +115,11 @@ impl Default for KafkaConfig {
 /// setting (the server's settings share the prefix and often the environment) is ignored
 /// with a warning naming it; a wrong nested key (`BITESIZE_KAFKA__BROKERZ`) is an error.
 fn env_overrides() -> Env {
-    let known: Vec<String> = match serde_json::to_value(Config::default()) {
+    let mut known: Vec<String> = match serde_json::to_value(Config::default()) {
         Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
         _ => Vec::new(),
     };
+    known.push("log_dir".to_owned()); // skipped when unset, still a setting
     let is_known = move |key: &str| {
         let top = key
             .split('.')
@@ -123,6 +156,14 @@ impl Config {
         let mut config: Config = figment
             .extract()
             .map_err(|e| Error::Config(e.to_string()))?;
+        if let Some(dir) = config.log_dir.take() {
+            if config.include != [DEFAULT_INCLUDE] {
+                return Err(Error::Config(
+                    "log_dir: cannot be combined with include; use include alone".into(),
+                ));
+            }
+            config.include = vec![format!("{}/*.log", dir.display())];
+        }
         if config.node_name.is_none() {
             config.node_name = std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty());
         }
@@ -133,6 +174,28 @@ impl Config {
     /// Checks values that serde cannot; each error names its key.
     pub fn validate(&self) -> Result<()> {
         let bad = |key: &str, why: String| Err(Error::Config(format!("{key}: {why}")));
+        if self.include.is_empty() {
+            return bad("include", "must name at least one glob".into());
+        }
+        for (key, globs) in [("include", &self.include), ("exclude", &self.exclude)] {
+            for (i, glob) in globs.iter().enumerate() {
+                if let Err(e) = glob::Pattern::new(glob) {
+                    return bad(
+                        &format!("{key}[{i}]"),
+                        format!("{glob:?} is not a glob: {e}"),
+                    );
+                }
+            }
+        }
+        if self.rescan_interval_ms == 0 {
+            return bad("rescan_interval_ms", "must be greater than 0".into());
+        }
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return bad(
+                "listen",
+                format!("{:?} is not an address like 0.0.0.0:9102", self.listen),
+            );
+        }
         if let Err(e) = bitesize_record::topic_for(&self.topic_template, "probe") {
             return bad("topic_template", e.to_string());
         }
@@ -184,8 +247,13 @@ mod tests {
     #[test]
     fn file_values_override_defaults() {
         Jail::expect_with(|jail| {
-            let config = load_yaml(jail, "log_dir: /logs\nkafka:\n  brokers: k:1\n").unwrap();
-            assert_eq!(config.log_dir, PathBuf::from("/logs"));
+            let config = load_yaml(
+                jail,
+                "include: [/logs/*.log]\nread_from: end\nkafka:\n  brokers: k:1\n",
+            )
+            .unwrap();
+            assert_eq!(config.include, ["/logs/*.log"]);
+            assert_eq!(config.read_from, ReadFrom::End);
             assert_eq!(config.kafka.brokers, "k:1");
             assert_eq!(config.kafka.compression, "zstd");
             Ok(())
@@ -202,6 +270,20 @@ mod tests {
             jail.set_env("BITESIZE_KAFKA__BROKERZ", "typo");
             let err = load_yaml(jail, "").unwrap_err().to_string();
             assert!(err.contains("brokerz"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn log_dir_is_a_shorthand_for_one_include() {
+        Jail::expect_with(|jail| {
+            let config = load_yaml(jail, "log_dir: /logs\n").unwrap();
+            assert_eq!(config.include, ["/logs/*.log"]);
+            assert_eq!(config.log_dir, None);
+            let err = load_yaml(jail, "log_dir: /logs\ninclude: ['/x/*.log']\n")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("log_dir") && err.contains("include"), "{err}");
             Ok(())
         });
     }
@@ -228,6 +310,18 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains("kafka.compression"), "{err}");
+            let err = load_yaml(jail, "exclude: ['/a/*.log', '/b/[x.log']\n")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("exclude[1]"), "{err}");
+            let err = load_yaml(jail, "read_from: middle\n")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("read_from"), "{err}");
+            let err = load_yaml(jail, "listen: nowhere\n")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("listen"), "{err}");
             let err = load_yaml(jail, "topic_template: logs\n")
                 .unwrap_err()
                 .to_string();

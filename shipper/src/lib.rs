@@ -4,18 +4,27 @@
 //! [`tail::Tailer`] reads container log files and builds records, [`produce::Producer`]
 //! hands them to Kafka, and [`checkpoint::Checkpointer`] moves file positions forward only
 //! after Kafka acknowledged every record before them. Kill it at any point and restart:
-//! nothing is lost (at-least-once).
+//! nothing is lost (at-least-once). [`status_server::StatusServer`] serves `/metrics`,
+//! `/healthz` and `/readyz` beside them.
 
+pub mod check;
 pub mod checkpoint;
 pub mod config;
+pub mod decode;
+pub mod discover;
 pub mod error;
 pub mod file_name;
+pub mod fingerprint;
 pub mod line;
+pub mod metrics;
 pub mod produce;
+pub mod record_builder;
+pub mod status_server;
 pub mod tail;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use config::Config;
 pub use error::{Error, Result};
@@ -25,7 +34,7 @@ pub use error::{Error, Result};
 #[derive(Debug, Default)]
 pub struct Batch {
     pub records: Vec<OutgoingRecord>,
-    pub positions: Vec<checkpoint::Position>,
+    pub progress: Vec<checkpoint::Progress>,
 }
 
 /// One record ready for Kafka.
@@ -42,16 +51,59 @@ pub async fn run(config: Config, shutdown: Arc<AtomicBool>) -> Result<()> {
     config.validate()?;
     std::fs::create_dir_all(&config.checkpoint_dir)
         .map_err(|e| Error::Io(format!("creating {}", config.checkpoint_dir.display()), e))?;
+    let metrics = Arc::new(metrics::Metrics::new());
+    // The endpoints observe; they never stop shipping. A port already taken is logged.
+    let status_task = match status_server::StatusServer::bind(&config.listen, metrics.clone()).await
+    {
+        Ok(server) => {
+            tracing::info!(listen = ?server.local_addr(), "serving /metrics, /healthz, /readyz");
+            Some(tokio::spawn(server.run()))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "status endpoints unavailable; shipping anyway");
+            None
+        }
+    };
+
     let store = checkpoint::CheckpointStore::open(&config.checkpoint_dir)?;
-    let positions = store.load()?;
+    let loaded = store.load()?;
+    if !loaded.existed {
+        // From now on this is not the first start: files found later start at the
+        // beginning even if we stop before the first position is saved.
+        store.save(&loaded.positions)?;
+    }
 
     let (batch_tx, batch_rx) = tokio::sync::mpsc::channel(config.in_flight_batches);
     let (ack_tx, ack_rx) = tokio::sync::mpsc::channel(config.in_flight_batches);
 
-    let tailer = tail::Tailer::new(&config, positions);
-    let producer = produce::Producer::new(&config)?;
-    let flush_handle = producer.flush_handle();
-    let checkpointer = checkpoint::Checkpointer::new(store, &config.checkpoint_dir);
+    let tailer = tail::Tailer::new(
+        &config,
+        loaded.positions.clone(),
+        !loaded.existed,
+        metrics.clone(),
+    )?;
+    let producer = produce::Producer::new(&config, metrics.clone())?;
+    let flush_handle = Arc::new(producer.flush_handle());
+    let checkpointer = checkpoint::Checkpointer::new(
+        store,
+        &config.checkpoint_dir,
+        loaded.positions,
+        metrics.clone(),
+    );
+
+    let probe = flush_handle.clone();
+    let probe_metrics = metrics.clone();
+    let kafka_probe = tokio::spawn(async move {
+        loop {
+            let probe = probe.clone();
+            let ok = tokio::task::spawn_blocking(move || probe.metadata_ok(Duration::from_secs(5)))
+                .await
+                .unwrap_or(false);
+            probe_metrics.set_kafka_ready(ok);
+            let pause = if ok { 5 } else { 1 };
+            tokio::time::sleep(Duration::from_secs(pause)).await;
+        }
+    });
 
     let tail_shutdown = shutdown.clone();
     let tail_task = tokio::task::spawn_blocking(move || tailer.run(batch_tx, tail_shutdown));
@@ -67,6 +119,10 @@ pub async fn run(config: Config, shutdown: Arc<AtomicBool>) -> Result<()> {
     let checkpoint_result = checkpoint_task
         .await
         .map_err(|e| Error::Stage(format!("checkpointer: {e}")))?;
+    kafka_probe.abort();
+    if let Some(task) = status_task {
+        task.abort();
+    }
     flush_handle.flush();
     tail_result?;
     produce_result?;

@@ -25,6 +25,15 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Print, as NDJSON, the records the shipper would produce for FILEs; no broker needed.
+    Check {
+        /// YAML config file (cluster, node name, topic template, line limit).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Container log files, named like the kubelet names them.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[tokio::main]
@@ -44,6 +53,17 @@ async fn main() -> anyhow::Result<()> {
             let shutdown = Arc::new(AtomicBool::new(false));
             bitesize_shipper::stop_on_signal(shutdown.clone());
             bitesize_shipper::run(config, shutdown).await?;
+        }
+        Command::Check { config, files } => {
+            let config = bitesize_shipper::Config::load(config.as_deref())?;
+            let failures =
+                bitesize_shipper::check::check(&config, &files, &mut std::io::stdout().lock())?;
+            for failure in &failures {
+                eprintln!("{failure}");
+            }
+            if !failures.is_empty() {
+                std::process::exit(1);
+            }
         }
     }
     Ok(())

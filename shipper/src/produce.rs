@@ -3,6 +3,7 @@
 //! the channels fill, and reading pauses — nothing is dropped.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -14,6 +15,7 @@ use tokio::sync::mpsc::{Receiver, Sender};
 
 use crate::checkpoint::PendingBatch;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::{Batch, Error, Result};
 
 pub struct Producer {
@@ -21,6 +23,7 @@ pub struct Producer {
     admin: Option<AdminClient<DefaultClientContext>>,
     topic_partitions: i32,
     known_topics: HashSet<String>,
+    metrics: Arc<Metrics>,
 }
 
 /// Flushes the producer when the pipeline stops.
@@ -32,10 +35,15 @@ impl FlushHandle {
             tracing::warn!(error = %e, "flush on stop did not finish");
         }
     }
+
+    /// True when a broker answered a metadata request within `timeout` (blocking).
+    pub fn metadata_ok(&self, timeout: Duration) -> bool {
+        self.0.client().fetch_metadata(None, timeout).is_ok()
+    }
 }
 
 impl Producer {
-    pub fn new(config: &Config) -> Result<Producer> {
+    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Producer> {
         let mut client = ClientConfig::new();
         client
             .set("bootstrap.servers", &config.kafka.brokers)
@@ -58,6 +66,7 @@ impl Producer {
             admin,
             topic_partitions: config.kafka.topic_partitions,
             known_topics: HashSet::new(),
+            metrics,
         })
     }
 
@@ -76,6 +85,7 @@ impl Producer {
                 loop {
                     match self.producer.send_result(future_record) {
                         Ok(delivery) => {
+                            self.metrics.records_produced.inc();
                             deliveries.push(delivery);
                             break;
                         }
@@ -90,7 +100,7 @@ impl Producer {
             }
             let pending = PendingBatch {
                 deliveries,
-                positions: batch.positions,
+                progress: batch.progress,
             };
             if tx.send(pending).await.is_err() {
                 return Err(Error::Stage("checkpointer stopped".into()));

@@ -1,319 +1,768 @@
-//! The first stage: finds container log files, reads new lines, parses them and builds
-//! records. Runs on a blocking thread; when the next stage is full it blocks, so reading
-//! pauses instead of buffering without bound.
+//! The first stage: finds container log files, reads new lines and builds records. Runs on
+//! a blocking thread; when the next stage is full it blocks, so reading pauses instead of
+//! buffering without bound.
+//!
+//! Files are known by identity ([`FileId`] plus a [`Head`] fingerprint), not by path:
+//! - rename + create: the old file is read to its end from the open handle, then let go once
+//!   idle for [`ROTATED_IDLE`]; the new file at the path starts at the beginning;
+//! - copytruncate: the rest of the old content is read from the copy (found beside the file
+//!   by its fingerprint), then the file is read again from the start;
+//! - deletion: the file is finished from its open handle;
+//! - restart: a checkpointed file that moved out of the globs (`x.log` → `x.log.1`) is
+//!   looked for by fingerprint in its directory and finished from its checkpoint.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use bitesize_record::Record;
 use tokio::sync::mpsc::Sender;
 
-use crate::checkpoint::Position;
-use crate::config::Config;
-use crate::file_name::ContainerFile;
-use crate::line::{parse_line, LogLine, PartialJoiner};
-use crate::{Batch, Error, OutgoingRecord, Result};
+use crate::checkpoint::{Position, Progress};
+use crate::config::{Config, ReadFrom};
+use crate::decode::FileDecoder;
+use crate::discover::{FileEvents, Globs};
+use crate::fingerprint::{find_in_dirs, rotation_dirs, FileId, Head, Wanted};
+use crate::line::LogLine;
+use crate::metrics::Metrics;
+use crate::record_builder::{RecordBuilder, Source};
+use crate::{Batch, Error, Result};
 
-/// Bytes read from one file before moving to the next, so one busy file cannot starve others.
+/// Bytes asked of the kernel per read.
 const READ_CHUNK: usize = 256 * 1024;
+/// Reads of one file per pass, so one busy file cannot starve the others.
+const CHUNKS_PER_PASS: usize = 16;
+/// A file no longer at its path (rotated away, deleted) is let go after it has given no new
+/// bytes for this long: writers may still append briefly after a rename.
+const ROTATED_IDLE: Duration = Duration::from_secs(2);
+/// How long a finished file is remembered (see [`Tailer::renamed_unseen`]).
+const FINISHED_MEMORY: Duration = Duration::from_secs(60);
+/// How far back `read_from: end` looks for the last complete line.
+const TAIL_SCAN: u64 = 64 * 1024;
 
 pub struct Tailer {
-    log_dir: PathBuf,
+    globs: Globs,
+    events: FileEvents,
     poll_interval: Duration,
+    rescan_interval: Duration,
     batch_records: usize,
     max_line_bytes: usize,
-    topic_template: String,
-    cluster: Option<String>,
-    node_name: String,
-    saved: HashMap<PathBuf, Position>,
-    files: HashMap<PathBuf, TailedFile>,
+    read_from: ReadFrom,
+    builder: RecordBuilder,
+    /// No checkpoint file existed: files found by the first scan follow `read_from`.
+    first_start: bool,
+    /// Saved positions not yet matched to a file; emptied by the end of the first scan.
+    saved: HashMap<FileId, Position>,
+    files: HashMap<FileId, TailedFile>,
+    /// Glob path → the file currently followed there.
+    at_path: HashMap<PathBuf, FileId>,
+    /// Paths the globs match that are not container log files (warned once).
     ignored: HashSet<PathBuf>,
+    /// Files let go lately: a late rename event must not bring them back.
+    finished: HashMap<FileId, Instant>,
     batch: Batch,
+    metrics: Arc<Metrics>,
+    chunk: Vec<u8>,
+    lines: Vec<LogLine>,
 }
 
 /// A file being read, and how far.
 struct TailedFile {
+    id: FileId,
+    /// The glob path it was found at: its name gave `source`.
     path: PathBuf,
-    container: ContainerFile,
-    topic: String,
+    /// Where `path` linked to, when it is a symlink.
+    target: Option<PathBuf>,
+    source: Source,
     file: File,
-    dev: u64,
-    inode: u64,
-    /// File offset of the first byte in `buf`.
-    buf_offset: u64,
-    /// Bytes read but not yet ending in a newline.
-    buf: Vec<u8>,
-    /// Offset after the last line whose record is complete: safe to checkpoint.
-    safe_offset: u64,
-    joiner: PartialJoiner,
+    head: Head,
+    decoder: FileDecoder,
+    /// Since when the path no longer leads here (renamed away or deleted).
+    rotated: Option<Instant>,
+    last_data: Instant,
+    /// Read since the last batch: its position goes into the next one.
     touched: bool,
 }
 
+impl TailedFile {
+    fn position(&self) -> Position {
+        Position {
+            path: self.path.clone(),
+            target: self.target.clone(),
+            dev: self.id.dev,
+            inode: self.id.inode,
+            head_len: self.head.len,
+            head_hash: self.head.hash,
+            offset: self.decoder.safe_offset(),
+        }
+    }
+}
+
+/// What a look at a followed file's path found.
+enum PathState {
+    Same,
+    /// The path leads elsewhere or nowhere: the file was renamed away or deleted.
+    Moved,
+    /// Same inode, but shorter than what was read or with other first bytes.
+    Truncated,
+}
+
 impl Tailer {
-    pub fn new(config: &Config, saved: HashMap<PathBuf, Position>) -> Tailer {
-        Tailer {
-            log_dir: config.log_dir.clone(),
+    /// `saved` are the checkpointed positions; `first_start` says no checkpoint file existed.
+    pub fn new(
+        config: &Config,
+        saved: HashMap<FileId, Position>,
+        first_start: bool,
+        metrics: Arc<Metrics>,
+    ) -> Result<Tailer> {
+        Ok(Tailer {
+            globs: Globs::new(&config.include, &config.exclude)?,
+            events: FileEvents::new(),
             poll_interval: Duration::from_millis(config.poll_interval_ms),
+            rescan_interval: Duration::from_millis(config.rescan_interval_ms),
             batch_records: config.batch_records,
             max_line_bytes: config.max_line_bytes,
-            topic_template: config.topic_template.clone(),
-            cluster: config.cluster.clone(),
-            node_name: config.node_name.clone().unwrap_or_default(),
+            read_from: config.read_from,
+            builder: RecordBuilder::new(config),
+            first_start,
             saved,
             files: HashMap::new(),
+            at_path: HashMap::new(),
             ignored: HashSet::new(),
+            finished: HashMap::new(),
             batch: Batch::default(),
-        }
+            metrics,
+            chunk: vec![0; READ_CHUNK],
+            lines: Vec::new(),
+        })
     }
 
     /// Reads until `shutdown` is set; hands batches to `tx`.
     pub fn run(mut self, tx: Sender<Batch>, shutdown: Arc<AtomicBool>) -> Result<()> {
-        tracing::info!(dir = %self.log_dir.display(), "tailing");
+        self.metrics.set_tailer_running(true);
+        let result = self.follow(&tx, &shutdown);
+        self.metrics.set_tailer_running(false);
+        result
+    }
+
+    fn follow(&mut self, tx: &Sender<Batch>, shutdown: &AtomicBool) -> Result<()> {
+        tracing::info!(include = ?self.globs.include(), "tailing");
+        self.scan();
+        self.recover_moved_while_down();
+        self.first_start = false;
+        let mut last_scan = Instant::now();
+        let mut rescan = false;
         while !shutdown.load(Ordering::SeqCst) {
-            let read_any = self.pass(&tx)?;
-            if !read_any {
-                self.send(&tx)?;
-                std::thread::sleep(self.poll_interval);
+            if rescan || last_scan.elapsed() >= self.rescan_interval {
+                self.scan();
+                last_scan = Instant::now();
+                rescan = false;
             }
-        }
-        self.send(&tx)
-    }
-
-    /// One round over every file; true when anything was read.
-    fn pass(&mut self, tx: &Sender<Batch>) -> Result<bool> {
-        self.discover();
-        let mut read_any = false;
-        let paths: Vec<PathBuf> = self.files.keys().cloned().collect();
-        for path in paths {
-            read_any |= self.read_file(&path, tx)?;
-        }
-        Ok(read_any)
-    }
-
-    /// Opens files that appeared since the last pass.
-    fn discover(&mut self) {
-        let entries = match std::fs::read_dir(&self.log_dir) {
-            Ok(entries) => entries,
-            Err(e) => {
-                tracing::warn!(dir = %self.log_dir.display(), error = %e, "cannot list log directory");
-                return;
-            }
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if self.files.contains_key(&path) || self.ignored.contains(&path) {
-                continue;
-            }
-            if path.extension().is_none_or(|ext| ext != "log") {
-                continue;
-            }
-            let Some(container) = ContainerFile::parse(&path) else {
-                tracing::warn!(path = %path.display(), "not a container log file name, ignored");
-                self.ignored.insert(path);
-                continue;
+            let (read_any, moved) = self.pass(tx)?;
+            rescan |= moved;
+            // Idle: hand on what is batched and sleep until inotify or the poll interval
+            // wakes us. Busy: only take the queued events, so they cannot pile up.
+            let wait = if read_any {
+                Duration::ZERO
+            } else {
+                self.send(tx)?;
+                self.poll_interval
             };
-            let topic = match bitesize_record::topic_for(&self.topic_template, &container.namespace)
-            {
-                Ok(topic) => topic,
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "no valid topic, ignored");
+            let wake = self.events.wait(wait);
+            rescan |= wake.rescan;
+            for (from, to) in wake.renamed {
+                self.renamed_unseen(&from, &to);
+            }
+        }
+        self.send(tx)
+    }
+
+    /// Expands the globs and starts following files not followed yet.
+    fn scan(&mut self) {
+        let mut watch: BTreeSet<PathBuf> = self.globs.base_dirs().into_iter().collect();
+        for path in self.globs.expand() {
+            if self.ignored.contains(&path) {
+                continue;
+            }
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue; // a dangling link, or gone already
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            let id = FileId::of(&meta);
+            if self.at_path.get(&path) == Some(&id) {
+                continue;
+            }
+            if let Some(file) = self.files.get_mut(&id) {
+                // A followed file renamed to another path the globs match.
+                file.path = path.clone();
+                file.rotated = None;
+                self.at_path.insert(path, id);
+                continue;
+            }
+            let source = match self.builder.source(&path) {
+                Ok(source) => source,
+                Err(why) => {
+                    tracing::warn!(path = %path.display(), %why, "ignored");
                     self.ignored.insert(path);
                     continue;
                 }
             };
-            match self.open(&path, container, topic) {
-                Ok(file) => {
-                    tracing::info!(path = %path.display(), offset = file.safe_offset, "following file");
-                    self.files.insert(path, file);
+            match self.open_found(&path, id, source) {
+                Ok(Some(file)) => {
+                    tracing::info!(path = %path.display(), offset = file.decoder.read_offset(), "following file");
+                    self.at_path.insert(path, id);
+                    self.files.insert(id, file);
                 }
+                Ok(None) => {} // replaced between the listing and the open: next scan
                 Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot open"),
             }
         }
+        for file in self.files.values() {
+            if let Some(dir) = file.target.as_deref().and_then(Path::parent) {
+                watch.insert(dir.to_owned());
+            }
+        }
+        self.events.watch(&watch);
+        self.metrics.files_followed.set(self.files.len() as i64);
     }
 
-    fn open(
+    /// A file renamed from a glob path to a path outside the globs, never seen at its glob
+    /// path (created and rotated away between two scans): read it whole, as rotated.
+    fn renamed_unseen(&mut self, from: &Path, to: &Path) {
+        if !self.globs.matches(from) || self.globs.matches(to) {
+            return; // not leaving the globs: the next scan sees it where it is
+        }
+        let Ok(file) = File::open(to) else {
+            return;
+        };
+        let Ok(meta) = file.metadata() else {
+            return;
+        };
+        let id = FileId::of(&meta);
+        if self.files.contains_key(&id) || self.finished.contains_key(&id) || !meta.is_file() {
+            return; // followed already (the usual case)
+        }
+        let Ok(source) = self.builder.source(from) else {
+            return;
+        };
+        let Ok(head) = Head::read(&file) else {
+            return;
+        };
+        tracing::info!(path = %to.display(), was = %from.display(), "reading a file rotated away before it was seen");
+        self.files.insert(
+            id,
+            TailedFile {
+                id,
+                path: from.to_owned(),
+                target: None,
+                source,
+                file,
+                head,
+                decoder: FileDecoder::new(0, self.max_line_bytes),
+                rotated: Some(Instant::now()),
+                last_data: Instant::now(),
+                touched: true,
+            },
+        );
+        self.metrics.files_followed.set(self.files.len() as i64);
+    }
+
+    /// Opens a file the globs found, at its checkpoint, or where a new file starts.
+    fn open_found(
         &mut self,
         path: &Path,
-        container: ContainerFile,
-        topic: String,
-    ) -> std::io::Result<TailedFile> {
+        id: FileId,
+        source: Source,
+    ) -> std::io::Result<Option<TailedFile>> {
         let mut file = File::open(path)?;
         let meta = file.metadata()?;
-        let start = match self.saved.remove(path) {
-            Some(p) if p.dev == meta.dev() && p.inode == meta.ino() && p.offset <= meta.len() => {
-                p.offset
+        if FileId::of(&meta) != id {
+            return Ok(None);
+        }
+        let target = match std::fs::symlink_metadata(path) {
+            Ok(link) if link.file_type().is_symlink() => std::fs::canonicalize(path).ok(),
+            _ => None,
+        };
+        let start = match self.saved.remove(&id) {
+            Some(saved) if saved.offset <= meta.len() && saved.head().matches(&file)? => {
+                saved.offset
             }
-            _ => 0,
+            Some(saved) => {
+                // Same inode, other content: truncated while we were down (copytruncate),
+                // or the inode was reused. The rest of the old content may be in a copy.
+                tracing::info!(path = %path.display(), "content changed since the checkpoint, reading from the start");
+                let dirs = rotation_dirs(path, target.as_deref());
+                let decoder = FileDecoder::new(saved.offset, self.max_line_bytes);
+                self.follow_copy(&dirs, id, saved.head(), decoder, path, &target, &source)?;
+                0
+            }
+            None if self.first_start && self.read_from == ReadFrom::End => {
+                end_of_last_line(&file, meta.len())?
+            }
+            None => 0,
         };
         file.seek(SeekFrom::Start(start))?;
-        Ok(TailedFile {
+        Ok(Some(TailedFile {
+            id,
             path: path.to_owned(),
-            container,
-            topic,
+            target,
+            source,
+            head: Head::read(&file)?,
             file,
-            dev: meta.dev(),
-            inode: meta.ino(),
-            buf_offset: start,
-            buf: Vec::new(),
-            safe_offset: start,
-            joiner: PartialJoiner::new(self.max_line_bytes),
-            touched: false,
-        })
+            decoder: FileDecoder::new(start, self.max_line_bytes),
+            rotated: None,
+            last_data: Instant::now(),
+            touched: true,
+        }))
     }
 
-    /// Reads what is new in one file, following rotation, truncation and deletion.
-    fn read_file(&mut self, path: &Path, tx: &Sender<Batch>) -> Result<bool> {
-        let mut read_any = self.read_available(path, tx)?;
-        let state = match std::fs::metadata(path) {
-            Ok(meta) => {
-                let file = &self.files[path];
-                if meta.ino() != file.inode || meta.dev() != file.dev {
-                    FileState::Replaced
-                } else if meta.len() < file.buf_offset + file.buf.len() as u64 {
-                    FileState::Truncated
-                } else {
-                    FileState::Same
+    /// Checkpointed files the globs no longer find: a rotation by rename while the shipper
+    /// was down. Finished from their checkpoint when still beside their old path; forgotten
+    /// when gone.
+    fn recover_moved_while_down(&mut self) {
+        for (id, saved) in std::mem::take(&mut self.saved) {
+            let dirs = rotation_dirs(&saved.path, saved.target.as_deref());
+            let found = find_in_dirs(&dirs, saved.head(), saved.offset, Wanted::Renamed(id));
+            let source = self.builder.source(&saved.path);
+            match (found, source) {
+                (Some((path, mut file)), Ok(source)) if !self.files.contains_key(&id) => {
+                    if let Err(e) = file.seek(SeekFrom::Start(saved.offset)) {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot resume");
+                        self.batch.progress.push(Progress::Done(id));
+                        continue;
+                    }
+                    tracing::info!(path = %path.display(), was = %saved.path.display(), offset = saved.offset, "finishing a file rotated while stopped");
+                    self.files.insert(
+                        id,
+                        TailedFile {
+                            id,
+                            path: saved.path.clone(),
+                            target: saved.target.clone(),
+                            source,
+                            file,
+                            head: saved.head(),
+                            decoder: FileDecoder::new(saved.offset, self.max_line_bytes),
+                            rotated: Some(Instant::now()),
+                            last_data: Instant::now(),
+                            touched: true,
+                        },
+                    );
+                }
+                _ => {
+                    tracing::info!(path = %saved.path.display(), "checkpointed file is gone, forgetting it");
+                    self.batch.progress.push(Progress::Done(id));
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileState::Gone,
-            Err(_) => FileState::Same,
+        }
+        self.metrics.files_followed.set(self.files.len() as i64);
+    }
+
+    /// Looks beside a truncated file for the copy copytruncate made, and follows it from
+    /// where `decoder` stands; without a copy, finishes what `decoder` holds.
+    #[allow(clippy::too_many_arguments)]
+    fn follow_copy(
+        &mut self,
+        dirs: &[PathBuf],
+        truncated: FileId,
+        head: Head,
+        mut decoder: FileDecoder,
+        path: &Path,
+        target: &Option<PathBuf>,
+        source: &Source,
+    ) -> std::io::Result<()> {
+        let offset = decoder.read_offset();
+        let copy = find_in_dirs(dirs, head, offset, Wanted::CopyOf(truncated))
+            .and_then(|(copy_path, file)| {
+                Some((copy_path, FileId::of(&file.metadata().ok()?), file))
+            })
+            .filter(|(_, id, _)| !self.files.contains_key(id));
+        let Some((copy_path, copy_id, mut file)) = copy else {
+            tracing::info!(path = %path.display(), "no copy of the truncated content found");
+            decoder.finish(&mut self.lines);
+            emit(
+                &self.builder,
+                &self.metrics,
+                source,
+                &mut self.lines,
+                &mut self.batch,
+            );
+            return Ok(());
         };
-        match state {
-            FileState::Same => {}
-            FileState::Truncated => {
-                tracing::info!(path = %path.display(), "file truncated, reading from the start");
-                let file = self.files.get_mut(path).expect("known file");
-                file.file
-                    .seek(SeekFrom::Start(0))
-                    .map_err(|e| io(path, e))?;
-                file.buf.clear();
-                file.buf_offset = 0;
-                file.safe_offset = 0;
-                file.touched = true;
-                read_any |= self.read_available(path, tx)?;
+        file.seek(SeekFrom::Start(offset))?;
+        tracing::info!(path = %path.display(), copy = %copy_path.display(), offset, "reading the rest of the truncated content from its copy");
+        self.files.insert(
+            copy_id,
+            TailedFile {
+                id: copy_id,
+                path: path.to_owned(),
+                target: target.clone(),
+                source: source.clone(),
+                file,
+                head,
+                decoder,
+                rotated: Some(Instant::now()),
+                last_data: Instant::now(),
+                touched: true,
+            },
+        );
+        Ok(())
+    }
+
+    /// One round over every file, files rotated away first (their lines came before the
+    /// new file's). Returns whether anything was read, and whether a path moved.
+    fn pass(&mut self, tx: &Sender<Batch>) -> Result<(bool, bool)> {
+        let mut order: Vec<(bool, FileId)> = self
+            .files
+            .values()
+            .map(|f| (f.rotated.is_none(), f.id))
+            .collect();
+        order.sort();
+        let (mut read_any, mut moved) = (false, false);
+        for (_, id) in order {
+            if !self.files.contains_key(&id) {
+                continue;
             }
-            FileState::Replaced | FileState::Gone => {
-                // Finish the old file from its open handle, then let discovery open the new one.
-                read_any |= self.read_available(path, tx)?;
-                let mut file = self.files.remove(path).expect("known file");
-                if let Some(line) = file.joiner.flush() {
-                    let record = self.build(&file, line);
-                    self.batch.records.push(record);
+            if self.files[&id].rotated.is_none() {
+                match self.path_state(id)? {
+                    PathState::Same => {}
+                    PathState::Moved => moved = true,
+                    PathState::Truncated => self.truncated(id)?,
                 }
-                tracing::info!(path = %path.display(), rotated = matches!(state, FileState::Replaced), "file finished");
-                if matches!(state, FileState::Replaced) {
-                    // The new file under this path starts from the beginning.
-                    self.saved.remove(path);
+            }
+            let read = self.read_available(id, tx)?;
+            read_any |= read;
+            let file = &self.files[&id];
+            if !read
+                && file
+                    .rotated
+                    .is_some_and(|since| since.elapsed() >= ROTATED_IDLE)
+                && file.last_data.elapsed() >= ROTATED_IDLE
+            {
+                self.finish(id);
+            }
+        }
+        Ok((read_any, moved))
+    }
+
+    fn path_state(&mut self, id: FileId) -> Result<PathState> {
+        let file = self.files.get_mut(&id).expect("known file");
+        match std::fs::metadata(&file.path) {
+            Ok(meta) if FileId::of(&meta) == id => {
+                let check =
+                    |file: &TailedFile| -> std::io::Result<bool> {
+                        Ok(meta.len() < file.decoder.read_offset()
+                            || !file.head.matches(&file.file)?)
+                    };
+                if check(file).map_err(|e| io(&file.path, e))? {
+                    return Ok(PathState::Truncated);
                 }
-                file.touched = false;
+                if !file.head.is_complete() && meta.len() > file.head.len {
+                    file.head = Head::read(&file.file).map_err(|e| io(&file.path, e))?;
+                }
+                Ok(PathState::Same)
+            }
+            Ok(_) => Ok(self.moved(id, "rotated")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(self.moved(id, "removed")),
+            Err(_) => Ok(PathState::Same),
+        }
+    }
+
+    fn moved(&mut self, id: FileId, how: &str) -> PathState {
+        let file = self.files.get_mut(&id).expect("known file");
+        tracing::info!(path = %file.path.display(), how, "path moved on; reading the old file to its end");
+        file.rotated = Some(Instant::now());
+        if self.at_path.get(&file.path) == Some(&id) {
+            self.at_path.remove(&file.path);
+        }
+        PathState::Moved
+    }
+
+    /// The file was truncated (copytruncate): its old content continues in the copy, if
+    /// one is found; the file itself is read again from the start.
+    fn truncated(&mut self, id: FileId) -> Result<()> {
+        let max_line_bytes = self.max_line_bytes;
+        let file = self.files.get_mut(&id).expect("known file");
+        tracing::info!(path = %file.path.display(), "file truncated, reading from the start");
+        let old_decoder = std::mem::replace(&mut file.decoder, FileDecoder::new(0, max_line_bytes));
+        let old_head = file.head;
+        file.file
+            .seek(SeekFrom::Start(0))
+            .map_err(|e| io(&file.path, e))?;
+        file.head = Head::read(&file.file).map_err(|e| io(&file.path, e))?;
+        file.touched = true;
+        let (path, target, source) = (file.path.clone(), file.target.clone(), file.source.clone());
+        let dirs = rotation_dirs(&path, target.as_deref());
+        self.follow_copy(&dirs, id, old_head, old_decoder, &path, &target, &source)
+            .map_err(|e| io(&path, e))
+    }
+
+    /// Reads what is new in one file, up to [`CHUNKS_PER_PASS`] reads.
+    fn read_available(&mut self, id: FileId, tx: &Sender<Batch>) -> Result<bool> {
+        let mut read_any = false;
+        for _ in 0..CHUNKS_PER_PASS {
+            let n = {
+                let Tailer {
+                    files,
+                    chunk,
+                    lines,
+                    builder,
+                    metrics,
+                    batch,
+                    ..
+                } = self;
+                let file = files.get_mut(&id).expect("known file");
+                let n = file.file.read(chunk).map_err(|e| io(&file.path, e))?;
+                if n == 0 {
+                    break;
+                }
+                // Truncated while we read (copytruncate)? Then these bytes may be new
+                // content at an old offset: drop them; the old content's rest is in the
+                // copy, the new content is read again from the start.
+                let still_same = file.rotated.is_some()
+                    || file
+                        .head
+                        .matches(&file.file)
+                        .map_err(|e| io(&file.path, e))?;
+                if still_same {
+                    file.last_data = Instant::now();
+                    file.touched = true;
+                    metrics.bytes_read.inc_by(n as u64);
+                    let completed = file.decoder.feed(&chunk[..n], lines);
+                    metrics.lines_read.inc_by(completed as u64);
+                    metrics.file_read(id, &file.path, file.decoder.read_offset());
+                    emit(builder, metrics, &file.source, lines, batch);
+                    Some(n)
+                } else {
+                    None
+                }
+            };
+            read_any = true;
+            let Some(n) = n else {
+                self.truncated(id)?;
+                continue;
+            };
+            if self.batch.records.len() >= self.batch_records {
+                self.send(tx)?;
+            }
+            if n < self.chunk.len() {
+                break;
             }
         }
         Ok(read_any)
     }
 
-    /// Reads up to [`READ_CHUNK`] bytes repeatedly until the end of the file.
-    fn read_available(&mut self, path: &Path, tx: &Sender<Batch>) -> Result<bool> {
-        let mut read_any = false;
-        let mut chunk = vec![0u8; READ_CHUNK];
-        loop {
-            let file = self.files.get_mut(path).expect("known file");
-            let n = file.file.read(&mut chunk).map_err(|e| io(path, e))?;
-            if n == 0 {
-                return Ok(read_any);
-            }
-            read_any = true;
-            file.buf.extend_from_slice(&chunk[..n]);
-            file.touched = true;
-            self.take_lines(path);
-            if self.batch.records.len() >= self.batch_records {
-                self.send(tx)?;
-            }
-            if n < chunk.len() {
-                return Ok(read_any);
-            }
+    /// Lets go of a file that was read to its end after it left its path.
+    fn finish(&mut self, id: FileId) {
+        let mut file = self.files.remove(&id).expect("known file");
+        let completed = file.decoder.finish(&mut self.lines);
+        self.metrics.lines_read.inc_by(completed as u64);
+        emit(
+            &self.builder,
+            &self.metrics,
+            &file.source,
+            &mut self.lines,
+            &mut self.batch,
+        );
+        // No last position: the file is forgotten once every record of it is acknowledged.
+        self.batch.progress.push(Progress::Done(id));
+        self.finished.retain(|_, at| at.elapsed() < FINISHED_MEMORY);
+        self.finished.insert(id, Instant::now());
+        if self.at_path.get(&file.path) == Some(&id) {
+            self.at_path.remove(&file.path);
         }
-    }
-
-    /// Turns every complete line in the file's buffer into records.
-    fn take_lines(&mut self, path: &Path) {
-        let file = self.files.get_mut(path).expect("known file");
-        let mut consumed = 0;
-        let mut lines = Vec::new();
-        while let Some(newline) = file.buf[consumed..].iter().position(|&b| b == b'\n') {
-            let line = parse_line(&file.buf[consumed..consumed + newline]);
-            consumed += newline + 1;
-            for done in file.joiner.push(line) {
-                lines.push(done);
-            }
-            if !file.joiner.has_pending() {
-                file.safe_offset = file.buf_offset + consumed as u64;
-            }
-        }
-        file.buf.drain(..consumed);
-        file.buf_offset += consumed as u64;
-        let file = &self.files[path];
-        let records: Vec<OutgoingRecord> = lines
-            .into_iter()
-            .map(|line| self.build(file, line))
-            .collect();
-        self.batch.records.extend(records);
-    }
-
-    fn build(&self, file: &TailedFile, line: LogLine) -> OutgoingRecord {
-        let mut record = Record {
-            time: Some(line.time),
-            stream: line.stream,
-            log: line.message,
-            cluster: self.cluster.clone(),
-            marks: line.marks,
-            ..Default::default()
-        };
-        record.docker.container_id = file.container.container_id.clone();
-        record.kubernetes.namespace_name = file.container.namespace.clone();
-        record.kubernetes.pod_name = file.container.pod.clone();
-        record.kubernetes.container_name = file.container.container.clone();
-        record.kubernetes.host = self.node_name.clone();
-        record.merge_json_log();
-        OutgoingRecord {
-            topic: file.topic.clone(),
-            key: file.container.pod.clone(),
-            payload: record.encode(),
-        }
+        self.metrics.files_followed.set(self.files.len() as i64);
+        tracing::info!(path = %file.path.display(), "file finished");
     }
 
     /// Hands the current batch on, with the positions its records make safe.
     fn send(&mut self, tx: &Sender<Batch>) -> Result<()> {
         for file in self.files.values_mut().filter(|f| f.touched) {
             file.touched = false;
-            self.batch.positions.push(Position {
-                path: file.path.clone(),
-                dev: file.dev,
-                inode: file.inode,
-                offset: file.safe_offset,
-            });
+            self.metrics
+                .file_read(file.id, &file.path, file.decoder.read_offset());
+            self.batch.progress.push(Progress::At(file.position()));
         }
-        if self.batch.records.is_empty() && self.batch.positions.is_empty() {
+        if self.batch.records.is_empty() && self.batch.progress.is_empty() {
             return Ok(());
         }
         let batch = std::mem::take(&mut self.batch);
+        self.metrics.in_flight_batches.inc();
         tx.blocking_send(batch)
             .map_err(|_| Error::Stage("producer stopped".into()))
     }
 }
 
-enum FileState {
-    Same,
-    Truncated,
-    Replaced,
-    Gone,
+/// Builds the records of finished `lines` into `batch`.
+fn emit(
+    builder: &RecordBuilder,
+    metrics: &Metrics,
+    source: &Source,
+    lines: &mut Vec<LogLine>,
+    batch: &mut Batch,
+) {
+    for line in lines.drain(..) {
+        metrics.marked(&line.marks);
+        batch.records.push(builder.build(source, line));
+    }
+}
+
+/// Where `read_from: end` starts: after the last newline (a line being written is read
+/// whole once it is complete).
+fn end_of_last_line(file: &File, len: u64) -> std::io::Result<u64> {
+    let from = len.saturating_sub(TAIL_SCAN);
+    let mut tail = vec![0u8; (len - from) as usize];
+    file.read_exact_at(&mut tail, from)?;
+    Ok(match tail.iter().rposition(|&b| b == b'\n') {
+        Some(i) => from + i as u64 + 1,
+        None if from == 0 => 0,
+        None => len,
+    })
 }
 
 fn io(path: &Path, e: std::io::Error) -> Error {
     Error::Io(format!("reading {}", path.display()), e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    const ID: &str = "3a38a5c2e1f44b7c8d9e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e";
+
+    fn line(text: &str) -> String {
+        format!("2026-11-25T10:00:00.000000001Z stdout F {text}\n")
+    }
+
+    fn append(path: &Path, text: &str) {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+
+    fn tailer(dir: &Path, read_from: ReadFrom, saved: HashMap<FileId, Position>) -> Tailer {
+        let config = Config {
+            include: vec![format!("{}/*.log", dir.display())],
+            read_from,
+            ..Config::default()
+        };
+        let first_start = saved.is_empty();
+        Tailer::new(&config, saved, first_start, Arc::new(Metrics::new())).unwrap()
+    }
+
+    /// One scan and pass; the `log` of every record built.
+    fn messages(tailer: &mut Tailer) -> Vec<String> {
+        let (tx, _rx) = tokio::sync::mpsc::channel(16);
+        tailer.scan();
+        tailer.pass(&tx).unwrap();
+        tailer
+            .batch
+            .records
+            .drain(..)
+            .map(|r| {
+                let record: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+                record["log"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn read_from_end_skips_existing_content_at_first_start_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join(format!("a_ns_c-{ID}.log"));
+        append(
+            &old,
+            &(line("old-1") + &line("old-2") + "2026-11-25T10:00:00Z stdout F half"),
+        );
+        let mut tailer = tailer(dir.path(), ReadFrom::End, HashMap::new());
+        // The first scan applies read_from; the partly written line is read once complete.
+        assert_eq!(messages(&mut tailer), Vec::<String>::new());
+        tailer.first_start = false;
+        append(&old, "-done\n");
+        let new = dir.path().join(format!("b_ns_c-{ID}.log"));
+        append(&new, &line("new-1"));
+        let mut got = messages(&mut tailer);
+        got.sort();
+        assert_eq!(got, ["half-done", "new-1"]);
+    }
+
+    #[test]
+    fn read_from_beginning_ships_existing_content() {
+        let dir = tempfile::tempdir().unwrap();
+        append(&dir.path().join(format!("a_ns_c-{ID}.log")), &line("old-1"));
+        let mut tailer = tailer(dir.path(), ReadFrom::Beginning, HashMap::new());
+        assert_eq!(messages(&mut tailer), ["old-1"]);
+    }
+
+    #[test]
+    fn excluded_and_foreign_files_are_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        append(&dir.path().join(format!("a_ns_c-{ID}.log")), &line("kept"));
+        append(
+            &dir.path().join(format!("b_ns_c-{ID}.log")),
+            &line("excluded"),
+        );
+        append(&dir.path().join("not-a-container.log"), &line("foreign"));
+        let config = Config {
+            include: vec![format!("{}/*.log", dir.path().display())],
+            exclude: vec!["**/b_*".to_owned()],
+            ..Config::default()
+        };
+        let mut tailer =
+            Tailer::new(&config, HashMap::new(), true, Arc::new(Metrics::new())).unwrap();
+        assert_eq!(messages(&mut tailer), ["kept"]);
+    }
+
+    #[test]
+    fn resumes_at_a_checkpoint_only_when_the_fingerprint_matches() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(format!("a_ns_c-{ID}.log"));
+        append(&path, &(line("one") + &line("two")));
+        let file = File::open(&path).unwrap();
+        let id = FileId::of(&file.metadata().unwrap());
+        let head = Head::read(&file).unwrap();
+        let saved = |head: Head| {
+            HashMap::from([(
+                id,
+                Position {
+                    path: path.clone(),
+                    target: None,
+                    dev: id.dev,
+                    inode: id.inode,
+                    head_len: head.len,
+                    head_hash: head.hash,
+                    offset: line("one").len() as u64,
+                },
+            )])
+        };
+        let mut resumed = tailer(dir.path(), ReadFrom::Beginning, saved(head));
+        assert_eq!(messages(&mut resumed), ["two"]);
+        // Same inode, other content (reused inode): read from the start.
+        let other = Head {
+            len: head.len,
+            hash: head.hash ^ 1,
+        };
+        let mut restarted = tailer(dir.path(), ReadFrom::Beginning, saved(other));
+        assert_eq!(messages(&mut restarted), ["one", "two"]);
+    }
+
+    #[test]
+    fn end_of_last_line_backs_up_to_a_line_boundary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        append(&path, "a\nbc");
+        let file = File::open(&path).unwrap();
+        assert_eq!(end_of_last_line(&file, 4).unwrap(), 2);
+        assert_eq!(end_of_last_line(&file, 0).unwrap(), 0);
+    }
 }

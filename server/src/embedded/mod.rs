@@ -109,7 +109,9 @@ fn write_shipper_config(data: &Path, brokers: &str) -> Result<PathBuf> {
     let data = std::fs::canonicalize(data)
         .map_err(|e| Error::Io(format!("resolving {}", data.display()), e))?;
     let config = serde_json::json!({
-        "log_dir": data.join("containers"),
+        "include": [data.join("containers").join("*.log")],
+        // The demo's shipper status endpoints on a free loopback port.
+        "listen": "127.0.0.1:0",
         "checkpoint_dir": data.join("shipper"),
         "node_name": "demo-node",
         "cluster": "demo",

@@ -444,7 +444,7 @@ impl Shipper {
         std::fs::write(
             &config,
             format!(
-                "log_dir: {}\ncheckpoint_dir: {}\nnode_name: test-node\nkafka:\n  brokers: {}\n",
+                "include: [\"{}/*.log\"]\nlisten: 127.0.0.1:0\ncheckpoint_dir: {}\nnode_name: test-node\nkafka:\n  brokers: {}\n",
                 logs.path.display(),
                 root.join("shipper").display(),
                 kafka_bootstrap()

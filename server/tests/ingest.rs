@@ -164,9 +164,10 @@ async fn exactly_once_across_repeated_kill_9_with_200k_records() {
     let producer = producer();
     let started = Instant::now();
     let mut deliveries = Vec::with_capacity(RECORDS);
+    // Recent times: older records would be (rightly) removed by retention at each restart.
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     for i in 0..RECORDS {
-        let payload =
-            format!(r#"{{"time":"2026-01-01T00:00:00Z","log":"record {i}","stream":"stdout"}}"#);
+        let payload = format!(r#"{{"time":"{now}","log":"record {i}","stream":"stdout"}}"#);
         let key = format!("pod-{}", i % 7);
         loop {
             match producer.send_result(FutureRecord::to(&topic).key(&key).payload(&payload)) {

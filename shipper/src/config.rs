@@ -49,6 +49,119 @@ pub struct Config {
     /// Batches in flight between stages; bounds memory when Kafka is slow.
     pub in_flight_batches: usize,
     pub kafka: KafkaConfig,
+    /// Redaction of the message before the record leaves the node.
+    pub redact: RedactConfig,
+    /// Field add / rename / drop on the finished record (fluentd's `record_transformer`).
+    pub transforms: TransformConfig,
+    /// Multi-line joining (stack traces): the first rule whose `namespace` and `container`
+    /// globs match a file applies to it.
+    pub multiline: Vec<MultilineRule>,
+    /// Metadata from the Kubernetes API.
+    pub kubernetes: KubernetesConfig,
+}
+
+/// Redaction rules, applied in order (presets first) to the message; `fields` are parsed
+/// from the redacted message, so they are redacted too.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedactConfig {
+    /// Named rules: `card_numbers` (13-19 digits passing the Luhn check), `bearer_tokens`,
+    /// `emails`.
+    pub presets: Vec<String>,
+    pub rules: Vec<RedactRuleConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedactRuleConfig {
+    /// A name for metrics and errors; defaults to `rules[<index>]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A regular expression (Rust `regex` syntax).
+    pub pattern: String,
+    /// What replaces each match; `$1` / `${name}` refer to capture groups.
+    #[serde(default = "default_replacement")]
+    pub replacement: String,
+}
+
+fn default_replacement() -> String {
+    "[REDACTED]".to_owned()
+}
+
+/// Field changes on the record, as dotted paths (`kubernetes.labels.team`): renames first,
+/// then additions (which overwrite), then drops.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransformConfig {
+    /// Path → value (any YAML value) set on every record.
+    pub add: BTreeMap<String, serde_json::Value>,
+    /// Old path → new path; a missing old path is no change.
+    pub rename: BTreeMap<String, String>,
+    /// Paths removed from every record.
+    pub drop: Vec<String>,
+}
+
+/// Joins the lines of one multi-line message (a stack trace) into one record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultilineRule {
+    /// Glob on the namespace.
+    #[serde(default = "match_all")]
+    pub namespace: String,
+    /// Glob on the container name.
+    #[serde(default = "match_all")]
+    pub container: String,
+    /// Regex matching the first line of a message; other lines are appended to the
+    /// message before them (with a newline).
+    pub start_pattern: String,
+    /// A message is complete when no line was added to it for this long.
+    #[serde(default = "default_multiline_timeout")]
+    pub timeout_ms: u64,
+    /// A longer message is cut here; its pieces are marked `split`.
+    #[serde(default = "default_multiline_max")]
+    pub max_bytes: usize,
+}
+
+fn match_all() -> String {
+    "*".to_owned()
+}
+fn default_multiline_timeout() -> u64 {
+    1000
+}
+fn default_multiline_max() -> usize {
+    512 * 1024
+}
+
+/// Pod metadata from the Kubernetes API (a watch over this node's pods).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubernetesConfig {
+    /// Off for local and demo runs: records carry file-name metadata only.
+    pub enabled: bool,
+    /// A kubeconfig file; without it the in-cluster service account is used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Pod annotations copied to `kubernetes.annotations` (none unless listed).
+    pub annotations: Vec<String>,
+    /// Also watch namespaces and add their labels as `kubernetes.namespace_labels`.
+    pub namespace_labels: bool,
+    /// How long a deleted pod's metadata is kept for its last lines.
+    pub deleted_pod_grace_secs: u64,
+    /// Longest wait between retries of a failed watch (retries double from 250 ms).
+    pub retry_max_ms: u64,
+}
+
+impl Default for KubernetesConfig {
+    fn default() -> Self {
+        KubernetesConfig {
+            enabled: false,
+            kubeconfig: None,
+            annotations: Vec::new(),
+            namespace_labels: false,
+            deleted_pod_grace_secs: 300,
+            retry_max_ms: 10_000,
+        }
+    }
 }
 
 /// Where a file found at the very first start begins; files appearing later, and files
@@ -95,6 +208,10 @@ impl Default for Config {
             batch_records: 2000,
             in_flight_batches: 16,
             kafka: KafkaConfig::default(),
+            redact: RedactConfig::default(),
+            transforms: TransformConfig::default(),
+            multiline: Vec::new(),
+            kubernetes: KubernetesConfig::default(),
         }
     }
 }
@@ -226,6 +343,9 @@ impl Config {
         if self.kafka.topic_partitions < 1 {
             return bad("kafka.topic_partitions", "must be at least 1".into());
         }
+        crate::transform::Redactor::new(&self.redact)?;
+        crate::transform::FieldTransforms::new(&self.transforms)?;
+        crate::multiline::MultilineRules::new(&self.multiline)?;
         Ok(())
     }
 }

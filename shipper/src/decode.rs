@@ -1,8 +1,40 @@
-//! Bytes of one file to finished messages: splits at newlines, parses each line and joins
-//! partial lines, and knows which file offset is safe to checkpoint (every line before it
-//! belongs to a finished message). The tailer and `check` both read files through it.
+//! Bytes of one file to finished messages: splits at newlines, parses each line, joins
+//! partial lines and (when a rule applies) multi-line messages, and knows which file offset
+//! is safe to checkpoint (every line before it belongs to a message already returned). The
+//! tailer and `check` both read files through it.
 
+use std::time::Instant;
+
+use crate::config::Config;
+use crate::file_name::ContainerFile;
 use crate::line::{parse_line, LogLine, PartialJoiner};
+use crate::multiline::{MultilineJoiner, MultilineRules};
+use crate::Result;
+
+/// What every file's decoder is made with: the line limit and the multi-line rules.
+#[derive(Debug, Clone)]
+pub struct DecoderSettings {
+    max_line_bytes: usize,
+    multiline: MultilineRules,
+}
+
+impl DecoderSettings {
+    pub fn new(config: &Config) -> Result<DecoderSettings> {
+        Ok(DecoderSettings {
+            max_line_bytes: config.max_line_bytes,
+            multiline: MultilineRules::new(&config.multiline)?,
+        })
+    }
+
+    /// A decoder for `container`'s file read from `offset` (a line boundary).
+    pub fn decoder(&self, offset: u64, container: &ContainerFile) -> FileDecoder {
+        FileDecoder::new(
+            offset,
+            self.max_line_bytes,
+            self.multiline.joiner_for(container),
+        )
+    }
+}
 
 #[derive(Debug)]
 pub struct FileDecoder {
@@ -12,18 +44,59 @@ pub struct FileDecoder {
     buf_offset: u64,
     /// Offset after the last line whose message is finished.
     safe_offset: u64,
+    /// Offset of the first line of the message the partial joiner is building (after the
+    /// last line it finished).
+    message_start: u64,
     joiner: PartialJoiner,
+    multiline: Option<MultilineJoiner>,
 }
 
 impl FileDecoder {
     /// A decoder for a file read from `offset` (a line boundary).
-    pub fn new(offset: u64, max_line_bytes: usize) -> FileDecoder {
+    pub fn new(
+        offset: u64,
+        max_line_bytes: usize,
+        multiline: Option<MultilineJoiner>,
+    ) -> FileDecoder {
         FileDecoder {
             buf: Vec::new(),
             buf_offset: offset,
             safe_offset: offset,
+            message_start: offset,
             joiner: PartialJoiner::new(max_line_bytes),
+            multiline,
         }
+    }
+
+    /// Hands messages the partial joiner finished to the multi-line joiner, if any.
+    fn finished(&mut self, done: Vec<LogLine>, out: &mut Vec<LogLine>) {
+        match &mut self.multiline {
+            None => out.extend(done),
+            // Attributed to the start of the oldest of them: a checkpoint may then repeat a
+            // line, never skip one.
+            Some(multiline) => {
+                for line in done {
+                    multiline.push(line, self.message_start, out);
+                }
+            }
+        }
+    }
+
+    fn update_safe_offset(&mut self) {
+        let buffered = self.multiline.as_ref().and_then(|m| m.pending_from());
+        self.safe_offset = buffered.map_or(self.message_start, |b| b.min(self.message_start));
+    }
+
+    /// Emits multi-line messages that timed out; true when any was.
+    pub fn flush_expired(&mut self, now: Instant, out: &mut Vec<LogLine>) -> bool {
+        let flushed = self
+            .multiline
+            .as_mut()
+            .is_some_and(|m| m.flush_expired(now, out));
+        if flushed {
+            self.update_safe_offset();
+        }
+        flushed
     }
 
     /// Offset of the next byte to read from the file.
@@ -53,11 +126,13 @@ impl FileDecoder {
                     .iter()
                     .position(|&b| b == b'\n')
                     .expect("a newline before end");
-            out.extend(self.joiner.push(parse_line(&self.buf[start..newline])));
+            let done = self.joiner.push(parse_line(&self.buf[start..newline]));
+            self.finished(done, out);
             lines += 1;
             start = newline + 1;
             if !self.joiner.has_pending() {
-                self.safe_offset = self.buf_offset + start as u64;
+                self.message_start = self.buf_offset + start as u64;
+                self.update_safe_offset();
             }
         }
         self.buf.drain(..end);
@@ -72,11 +147,17 @@ impl FileDecoder {
         let mut lines = 0;
         if !self.buf.is_empty() {
             let rest = std::mem::take(&mut self.buf);
-            out.extend(self.joiner.push(parse_line(&rest)));
+            let done = self.joiner.push(parse_line(&rest));
+            self.finished(done, out);
             self.buf_offset += rest.len() as u64;
             lines = 1;
         }
-        out.extend(self.joiner.flush());
+        let rest = self.joiner.flush().into_iter().collect();
+        self.finished(rest, out);
+        if let Some(multiline) = &mut self.multiline {
+            multiline.flush_all(out);
+        }
+        self.message_start = self.buf_offset;
         self.safe_offset = self.buf_offset;
         lines
     }
@@ -88,7 +169,7 @@ mod tests {
 
     #[test]
     fn safe_offset_waits_for_partials_and_newlines() {
-        let mut decoder = FileDecoder::new(100, 1024);
+        let mut decoder = FileDecoder::new(100, 1024, None);
         let mut out = Vec::new();
         let p = b"2026-11-25T10:00:00Z stdout P ab\n";
         assert_eq!(decoder.feed(p, &mut out), 1);
@@ -106,5 +187,42 @@ mod tests {
         assert_eq!(decoder.finish(&mut out), 1);
         assert_eq!(out[1].message, "e");
         assert_eq!(decoder.safe_offset(), decoder.read_offset());
+    }
+
+    #[test]
+    fn safe_offset_stays_before_lines_buffered_for_multiline() {
+        let rules = crate::multiline::MultilineRules::new(&[crate::config::MultilineRule {
+            namespace: "*".into(),
+            container: "*".into(),
+            start_pattern: r"^\S".into(),
+            timeout_ms: 10,
+            max_bytes: 1024,
+        }])
+        .unwrap();
+        let file = crate::file_name::ContainerFile {
+            pod: "p".into(),
+            namespace: "n".into(),
+            container: "c".into(),
+            container_id: "x".into(),
+        };
+        let mut decoder = FileDecoder::new(0, 1024, rules.joiner_for(&file));
+        let mut out = Vec::new();
+        let first = b"2026-11-25T10:00:00Z stderr F boom\n";
+        let trace = b"2026-11-25T10:00:00Z stderr F   at x\n";
+        decoder.feed(first, &mut out);
+        decoder.feed(trace, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(decoder.safe_offset(), 0, "buffered lines are not safe yet");
+        let next = b"2026-11-25T10:00:00Z stderr F next\n";
+        decoder.feed(next, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].message, "boom\n  at x");
+        let next_at = (first.len() + trace.len()) as u64;
+        assert_eq!(decoder.safe_offset(), next_at);
+        assert!(!decoder.flush_expired(Instant::now(), &mut out));
+        let later = Instant::now() + std::time::Duration::from_millis(20);
+        assert!(decoder.flush_expired(later, &mut out));
+        assert_eq!(out[1].message, "next");
+        assert_eq!(decoder.safe_offset(), next_at + next.len() as u64);
     }
 }

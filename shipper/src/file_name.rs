@@ -37,6 +37,15 @@ impl ContainerFile {
     }
 }
 
+/// The pod uid in the directory the kubelet keeps a container's logs in, which the
+/// `/var/log/containers` link points into: `/var/log/pods/<namespace>_<pod>_<uid>/<container>/N.log`.
+pub fn pod_uid_from_target(target: &Path, container: &ContainerFile) -> Option<String> {
+    let pod_dir = target.parent()?.parent()?.file_name()?.to_str()?;
+    let rest = pod_dir.strip_prefix(&format!("{}_{}_", container.namespace, container.pod))?;
+    let is_uid = rest.len() == 36 && rest.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+    is_uid.then(|| rest.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,6 +74,28 @@ mod tests {
             format!("_shop_web-{ID}.log"),
         ] {
             assert_eq!(ContainerFile::parse(Path::new(&name)), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn pod_uid_from_the_kubelet_pod_directory() {
+        let file = ContainerFile::parse(Path::new(&format!("web-1_shop_app-{ID}.log"))).unwrap();
+        let uid = "0f3c2a1e-1b2c-4d5e-8f90-123456789abc";
+        let target = format!("/var/log/pods/shop_web-1_{uid}/app/0.log");
+        assert_eq!(
+            pod_uid_from_target(Path::new(&target), &file).as_deref(),
+            Some(uid)
+        );
+        for other in [
+            format!("/var/log/pods/shop_web-2_{uid}/app/0.log"),
+            "/var/log/pods/shop_web-1_not-a-uid/app/0.log".to_owned(),
+            format!("/logs/web-1_shop_app-{ID}.log"),
+        ] {
+            assert_eq!(
+                pod_uid_from_target(Path::new(&other), &file),
+                None,
+                "{other}"
+            );
         }
     }
 }

@@ -15,12 +15,16 @@ pub mod discover;
 pub mod error;
 pub mod file_name;
 pub mod fingerprint;
+pub mod kubernetes;
 pub mod line;
 pub mod metrics;
+pub mod multiline;
 pub mod produce;
 pub mod record_builder;
+pub mod reload;
 pub mod status_server;
 pub mod tail;
+pub mod transform;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -48,6 +52,15 @@ pub struct OutgoingRecord {
 /// Runs the shipper until `shutdown` is set, then drains what is in flight and saves the
 /// final checkpoint.
 pub async fn run(config: Config, shutdown: Arc<AtomicBool>) -> Result<()> {
+    run_with_reload(config, None, shutdown).await
+}
+
+/// [`run`], also picking up changes of `config_file` (see [`reload`]).
+pub async fn run_with_reload(
+    config: Config,
+    config_file: Option<std::path::PathBuf>,
+    shutdown: Arc<AtomicBool>,
+) -> Result<()> {
     config.validate()?;
     std::fs::create_dir_all(&config.checkpoint_dir)
         .map_err(|e| Error::Io(format!("creating {}", config.checkpoint_dir.display()), e))?;
@@ -76,12 +89,37 @@ pub async fn run(config: Config, shutdown: Arc<AtomicBool>) -> Result<()> {
     let (batch_tx, batch_rx) = tokio::sync::mpsc::channel(config.in_flight_batches);
     let (ack_tx, ack_rx) = tokio::sync::mpsc::channel(config.in_flight_batches);
 
-    let tailer = tail::Tailer::new(
+    // The API feeds a cache the tailer reads; shipping never waits for it.
+    let pod_watch = if config.kubernetes.enabled {
+        let Some(node) = config.node_name.clone() else {
+            return Err(Error::Config(
+                "node_name: required when kubernetes.enabled (set node_name or NODE_NAME)".into(),
+            ));
+        };
+        let watcher =
+            kubernetes::PodWatcher::new(&config.kubernetes, Some(node), metrics.clone()).await?;
+        let cache = watcher.cache();
+        Some((cache, tokio::spawn(watcher.run())))
+    } else {
+        None
+    };
+
+    let mut tailer = tail::Tailer::new(
         &config,
         loaded.positions.clone(),
         !loaded.existed,
         metrics.clone(),
     )?;
+    if let Some((cache, _)) = &pod_watch {
+        tailer = tailer.with_pods(cache.clone());
+    }
+    if let Some(path) = config_file {
+        let (live_tx, live_rx) = std::sync::mpsc::channel();
+        tailer = tailer.with_reload(live_rx);
+        let watcher = reload::ConfigWatcher::new(&path, config.clone(), live_tx);
+        let reload_shutdown = shutdown.clone();
+        std::thread::spawn(move || watcher.run(reload_shutdown));
+    }
     let producer = produce::Producer::new(&config, metrics.clone())?;
     let flush_handle = Arc::new(producer.flush_handle());
     let checkpointer = checkpoint::Checkpointer::new(
@@ -120,6 +158,9 @@ pub async fn run(config: Config, shutdown: Arc<AtomicBool>) -> Result<()> {
         .await
         .map_err(|e| Error::Stage(format!("checkpointer: {e}")))?;
     kafka_probe.abort();
+    if let Some((_, task)) = pod_watch {
+        task.abort();
+    }
     if let Some(task) = status_task {
         task.abort();
     }

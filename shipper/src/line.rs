@@ -181,7 +181,7 @@ impl PartialJoiner {
     }
 }
 
-fn mark_split(line: &mut LogLine) {
+pub(crate) fn mark_split(line: &mut LogLine) {
     if !line.marks.contains(&Mark::Split) {
         line.marks.push(Mark::Split);
     }

@@ -49,15 +49,36 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Run { config } => {
-            let config = bitesize_shipper::Config::load(config.as_deref())?;
+            let loaded = bitesize_shipper::Config::load(config.as_deref())?;
             let shutdown = Arc::new(AtomicBool::new(false));
             bitesize_shipper::stop_on_signal(shutdown.clone());
-            bitesize_shipper::run(config, shutdown).await?;
+            bitesize_shipper::run_with_reload(loaded, config, shutdown).await?;
         }
         Command::Check { config, files } => {
             let config = bitesize_shipper::Config::load(config.as_deref())?;
-            let failures =
-                bitesize_shipper::check::check(&config, &files, &mut std::io::stdout().lock())?;
+            let pods = if config.kubernetes.enabled {
+                // This node's pods when NODE_NAME is set, else every pod the account sees.
+                let watcher = bitesize_shipper::kubernetes::PodWatcher::new(
+                    &config.kubernetes,
+                    config.node_name.clone(),
+                    Default::default(),
+                )
+                .await?;
+                let cache = watcher.cache();
+                tokio::spawn(watcher.run());
+                if !cache.wait_synced(std::time::Duration::from_secs(5)).await {
+                    eprintln!("Kubernetes API not reachable in 5 s: file-name metadata only");
+                }
+                Some(cache)
+            } else {
+                None
+            };
+            let failures = bitesize_shipper::check::check(
+                &config,
+                pods,
+                &files,
+                &mut std::io::stdout().lock(),
+            )?;
             for failure in &failures {
                 eprintln!("{failure}");
             }

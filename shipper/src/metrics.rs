@@ -24,6 +24,10 @@ pub struct Metrics {
     pub records_acked: Counter,
     pub dead_letters: Counter,
     marks: Family<Labels, Counter>,
+    redactions: Family<Labels, Counter>,
+    pub pod_cache_hits: Counter,
+    pub pod_cache_misses: Counter,
+    pub kubernetes_api_up: Gauge,
     pub files_followed: Gauge,
     pub in_flight_batches: Gauge,
     checkpoint_lag: Family<Labels, Gauge>,
@@ -51,6 +55,10 @@ impl Metrics {
             records_acked: Counter::default(),
             dead_letters: Counter::default(),
             marks: Family::default(),
+            redactions: Family::default(),
+            pod_cache_hits: Counter::default(),
+            pod_cache_misses: Counter::default(),
+            kubernetes_api_up: Gauge::default(),
             files_followed: Gauge::default(),
             in_flight_batches: Gauge::default(),
             checkpoint_lag: Family::default(),
@@ -89,6 +97,26 @@ impl Metrics {
             metrics.marks.clone(),
         );
         registry.register(
+            "redactions",
+            "Records a redaction rule changed, by rule",
+            metrics.redactions.clone(),
+        );
+        registry.register(
+            "pod_cache_hits",
+            "Records enriched from the Kubernetes pod cache",
+            metrics.pod_cache_hits.clone(),
+        );
+        registry.register(
+            "pod_cache_misses",
+            "Records whose pod was not in the Kubernetes pod cache (shipped with file-name metadata)",
+            metrics.pod_cache_misses.clone(),
+        );
+        registry.register(
+            "kubernetes_api_up",
+            "1 while the watch on the Kubernetes API is established",
+            metrics.kubernetes_api_up.clone(),
+        );
+        registry.register(
             "files_followed",
             "Files being read",
             metrics.files_followed.clone(),
@@ -118,6 +146,13 @@ impl Metrics {
                 .unwrap_or_default();
             self.marks.get_or_create(&vec![("kind", kind)]).inc();
         }
+    }
+
+    /// Counts one record changed by redaction rule `rule`.
+    pub fn redacted(&self, rule: &str) {
+        self.redactions
+            .get_or_create(&vec![("rule", rule.to_owned())])
+            .inc();
     }
 
     pub fn file_read(&self, id: FileId, path: &Path, read: u64) {

@@ -24,7 +24,7 @@ use tokio::sync::mpsc::Sender;
 
 use crate::checkpoint::{Position, Progress};
 use crate::config::{Config, ReadFrom};
-use crate::decode::FileDecoder;
+use crate::decode::{DecoderSettings, FileDecoder};
 use crate::discover::{FileEvents, Globs};
 use crate::fingerprint::{find_in_dirs, rotation_dirs, FileId, Head, Wanted};
 use crate::line::LogLine;
@@ -50,7 +50,7 @@ pub struct Tailer {
     poll_interval: Duration,
     rescan_interval: Duration,
     batch_records: usize,
-    max_line_bytes: usize,
+    decoders: DecoderSettings,
     read_from: ReadFrom,
     builder: RecordBuilder,
     /// No checkpoint file existed: files found by the first scan follow `read_from`.
@@ -68,6 +68,8 @@ pub struct Tailer {
     metrics: Arc<Metrics>,
     chunk: Vec<u8>,
     lines: Vec<LogLine>,
+    /// Settings from a reloaded config file.
+    reload: Option<std::sync::mpsc::Receiver<crate::reload::LiveSettings>>,
 }
 
 /// A file being read, and how far.
@@ -125,9 +127,9 @@ impl Tailer {
             poll_interval: Duration::from_millis(config.poll_interval_ms),
             rescan_interval: Duration::from_millis(config.rescan_interval_ms),
             batch_records: config.batch_records,
-            max_line_bytes: config.max_line_bytes,
+            decoders: DecoderSettings::new(config)?,
             read_from: config.read_from,
-            builder: RecordBuilder::new(config),
+            builder: RecordBuilder::new(config, metrics.clone())?,
             first_start,
             saved,
             files: HashMap::new(),
@@ -138,7 +140,46 @@ impl Tailer {
             metrics,
             chunk: vec![0; READ_CHUNK],
             lines: Vec::new(),
+            reload: None,
         })
+    }
+
+    /// Enriches records from the Kubernetes API's pod cache.
+    pub fn with_pods(mut self, pods: crate::kubernetes::PodCache) -> Tailer {
+        self.builder = self.builder.with_pods(pods);
+        self
+    }
+
+    /// Takes new transforms and globs from `reload` while running.
+    pub fn with_reload(
+        mut self,
+        reload: std::sync::mpsc::Receiver<crate::reload::LiveSettings>,
+    ) -> Tailer {
+        self.reload = Some(reload);
+        self
+    }
+
+    /// Applies the latest reloaded settings, if any: records built from now on use the new
+    /// transforms; the new globs apply from the next scan, and followed files they exclude
+    /// now are finished (what they hold is shipped) and let go. True when applied.
+    fn apply_reload(&mut self) -> bool {
+        let Some(live) = self.reload.as_ref().and_then(|rx| rx.try_iter().last()) else {
+            return false;
+        };
+        self.builder.set_transforms(live.transforms);
+        self.globs = live.globs;
+        self.ignored.clear();
+        let excluded: Vec<FileId> = self
+            .files
+            .values()
+            .filter(|f| f.rotated.is_none() && !self.globs.matches(&f.path))
+            .map(|f| f.id)
+            .collect();
+        for id in excluded {
+            tracing::info!(path = %self.files[&id].path.display(), "excluded by the new config");
+            self.finish(id);
+        }
+        true
     }
 
     /// Reads until `shutdown` is set; hands batches to `tx`.
@@ -157,6 +198,7 @@ impl Tailer {
         let mut last_scan = Instant::now();
         let mut rescan = false;
         while !shutdown.load(Ordering::SeqCst) {
+            rescan |= self.apply_reload();
             if rescan || last_scan.elapsed() >= self.rescan_interval {
                 self.scan();
                 last_scan = Instant::now();
@@ -254,6 +296,7 @@ impl Tailer {
         let Ok(head) = Head::read(&file) else {
             return;
         };
+        let decoder = self.decoders.decoder(0, &source.container);
         tracing::info!(path = %to.display(), was = %from.display(), "reading a file rotated away before it was seen");
         self.files.insert(
             id,
@@ -264,7 +307,7 @@ impl Tailer {
                 source,
                 file,
                 head,
-                decoder: FileDecoder::new(0, self.max_line_bytes),
+                decoder,
                 rotated: Some(Instant::now()),
                 last_data: Instant::now(),
                 touched: true,
@@ -298,7 +341,7 @@ impl Tailer {
                 // or the inode was reused. The rest of the old content may be in a copy.
                 tracing::info!(path = %path.display(), "content changed since the checkpoint, reading from the start");
                 let dirs = rotation_dirs(path, target.as_deref());
-                let decoder = FileDecoder::new(saved.offset, self.max_line_bytes);
+                let decoder = self.decoders.decoder(saved.offset, &source.container);
                 self.follow_copy(&dirs, id, saved.head(), decoder, path, &target, &source)?;
                 0
             }
@@ -308,6 +351,7 @@ impl Tailer {
             None => 0,
         };
         file.seek(SeekFrom::Start(start))?;
+        let decoder = self.decoders.decoder(start, &source.container);
         Ok(Some(TailedFile {
             id,
             path: path.to_owned(),
@@ -315,7 +359,7 @@ impl Tailer {
             source,
             head: Head::read(&file)?,
             file,
-            decoder: FileDecoder::new(start, self.max_line_bytes),
+            decoder,
             rotated: None,
             last_data: Instant::now(),
             touched: true,
@@ -338,6 +382,7 @@ impl Tailer {
                         continue;
                     }
                     tracing::info!(path = %path.display(), was = %saved.path.display(), offset = saved.offset, "finishing a file rotated while stopped");
+                    let decoder = self.decoders.decoder(saved.offset, &source.container);
                     self.files.insert(
                         id,
                         TailedFile {
@@ -347,7 +392,7 @@ impl Tailer {
                             source,
                             file,
                             head: saved.head(),
-                            decoder: FileDecoder::new(saved.offset, self.max_line_bytes),
+                            decoder,
                             rotated: Some(Instant::now()),
                             last_data: Instant::now(),
                             touched: true,
@@ -437,6 +482,7 @@ impl Tailer {
             }
             let read = self.read_available(id, tx)?;
             read_any |= read;
+            self.flush_expired(id);
             let file = &self.files[&id];
             if !read
                 && file
@@ -486,10 +532,10 @@ impl Tailer {
     /// The file was truncated (copytruncate): its old content continues in the copy, if
     /// one is found; the file itself is read again from the start.
     fn truncated(&mut self, id: FileId) -> Result<()> {
-        let max_line_bytes = self.max_line_bytes;
         let file = self.files.get_mut(&id).expect("known file");
         tracing::info!(path = %file.path.display(), "file truncated, reading from the start");
-        let old_decoder = std::mem::replace(&mut file.decoder, FileDecoder::new(0, max_line_bytes));
+        let fresh = self.decoders.decoder(0, &file.source.container);
+        let old_decoder = std::mem::replace(&mut file.decoder, fresh);
         let old_head = file.head;
         file.file
             .seek(SeekFrom::Start(0))
@@ -555,6 +601,21 @@ impl Tailer {
             }
         }
         Ok(read_any)
+    }
+
+    /// Hands on the multi-line messages of a file that timed out.
+    fn flush_expired(&mut self, id: FileId) {
+        let file = self.files.get_mut(&id).expect("known file");
+        if file.decoder.flush_expired(Instant::now(), &mut self.lines) {
+            file.touched = true;
+            emit(
+                &self.builder,
+                &self.metrics,
+                &file.source,
+                &mut self.lines,
+                &mut self.batch,
+            );
+        }
     }
 
     /// Lets go of a file that was read to its end after it left its path.

@@ -33,6 +33,8 @@ struct Scene {
     root: tempfile::TempDir,
     namespace: String,
     port: u16,
+    /// The broker the shipper and the test consumer use.
+    brokers: String,
 }
 
 impl Scene {
@@ -57,6 +59,7 @@ impl Scene {
             root,
             namespace,
             port,
+            brokers: kafka_bootstrap(),
         }
     }
 
@@ -84,7 +87,7 @@ impl Scene {
                 self.logs().display(),
                 self.root.path().join("checkpoints").display(),
                 self.port,
-                kafka_bootstrap()
+                self.brokers
             ),
         )
         .unwrap();
@@ -183,7 +186,7 @@ fn consume(
 ) -> Vec<serde_json::Value> {
     let topic = scene.topic();
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap())
+        .set("bootstrap.servers", &scene.brokers)
         .set("group.id", format!("test-{}", scene.namespace))
         .set("enable.auto.commit", "false")
         .set("allow.auto.create.topics", "false")
@@ -525,4 +528,364 @@ fn check_prints_exactly_what_the_shipper_ships() {
         .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("other.log"));
+}
+
+/// Redaction, field transforms and multi-line joining, through `check` and through `run`
+/// and the broker; the shipper is killed with SIGKILL while a stack trace is buffered for
+/// joining, and the trace still arrives whole (its lines were not checkpointed).
+#[test]
+fn transforms_redaction_and_multiline_survive_kill_9_and_match_check() {
+    let scene = Scene::new("xf");
+    let extra = r#"cluster: test-cluster
+redact:
+  presets: [card_numbers, bearer_tokens, emails]
+  rules:
+    - name: passwords
+      pattern: '(password=)\S+'
+      replacement: '${1}***'
+transforms:
+  add: {env: test, kubernetes.labels.team: payments}
+  rename: {stream: source_stream}
+  drop: [docker]
+multiline:
+  - container: app
+    start_pattern: '^\S'
+    timeout_ms: 10000
+"#;
+    let path = scene.log_file("web-1");
+    let mut file = append_to(&path);
+    let payment = "paid with 4111 1111 1111 1111 by ann@example.com password=hunter2 order 42";
+    let trace = [
+        "Exception in thread main",
+        "    at com.shop.Cart.add(Cart.java:42)",
+        "    at com.shop.Api.post(Api.java:7)",
+    ];
+    file.write_all(cri(payment).as_bytes()).unwrap();
+    for line in trace {
+        file.write_all(cri(line).as_bytes()).unwrap();
+    }
+    let started = Instant::now();
+    let shipper = scene.start_shipper(extra);
+    // The payment record is complete once the trace's first line is read; the trace stays
+    // buffered (10 s timeout). Kill while it is: the checkpoint must not cover its lines.
+    let first = consume(&scene, Duration::from_secs(60), |m| !m.is_empty());
+    assert_eq!(first.len(), 1, "{first:?}");
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "too slow to kill while the trace is buffered: the test proves nothing"
+    );
+    shipper.kill_9();
+    let _shipper = scene.start_shipper(extra);
+    file.write_all(cri("GET /cart Authorization: Bearer abc.def-123").as_bytes())
+        .unwrap();
+    drop(file);
+
+    let expected_logs = [
+        "paid with [REDACTED:card_number] by [REDACTED:email] password=*** order 42".to_owned(),
+        trace.join("\n"),
+        "GET /cart Authorization: Bearer [REDACTED]".to_owned(),
+    ];
+    let shipped = consume(&scene, Duration::from_secs(60), |m| {
+        counts(m).len() >= expected_logs.len()
+    });
+    let got = counts(&shipped);
+    for log in &expected_logs {
+        assert!(
+            got.contains_key(log),
+            "{log:?} not shipped; got {got:?}; shipper log:\n{}",
+            scene.shipper_log()
+        );
+    }
+    assert_eq!(
+        got.len(),
+        expected_logs.len(),
+        "no pieces of the trace: {got:?}"
+    );
+    assert_eq!(got[&expected_logs[1]], 1, "the trace once");
+    eprintln!(
+        "transforms: {} records received for {} expected, {} duplicated",
+        shipped.len(),
+        expected_logs.len(),
+        got.values().filter(|c| **c > 1).count()
+    );
+    let record = shipped
+        .iter()
+        .find(|r| r["log"] == expected_logs[0])
+        .unwrap();
+    assert_eq!(record["env"], "test");
+    assert_eq!(record["source_stream"], "stdout");
+    assert!(record.get("stream").is_none() && record.get("docker").is_none());
+    assert_eq!(record["kubernetes"]["labels"]["team"], "payments");
+    assert_eq!(record["kubernetes"]["pod_name"], "web-1");
+
+    // `check` prints the same records.
+    let config = scene.config(extra);
+    let output = Command::new(env!("CARGO_BIN_EXE_bitesize-shipper"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let checked: Vec<serde_json::Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut unique_shipped: Vec<serde_json::Value> = Vec::new();
+    for record in shipped {
+        if !unique_shipped.contains(&record) {
+            unique_shipped.push(record);
+        }
+    }
+    assert_eq!(checked, unique_shipped);
+
+    // A rule that does not compile stops the start and names its key.
+    let bad = scene.config("redact:\n  rules:\n    - pattern: '(unclosed'\n");
+    let output = Command::new(env!("CARGO_BIN_EXE_bitesize-shipper"))
+        .args(["run", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("redact.rules[0].pattern"), "{stderr}");
+}
+
+/// A broker of the test's own (nisshi from `BITESIZE_BROKER_BIN`, SQLite storage in a temp
+/// directory so a restart keeps topics and data), which the test can stop and start again.
+struct OwnBroker {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl OwnBroker {
+    fn start() -> OwnBroker {
+        let bin = std::env::var("BITESIZE_BROKER_BIN")
+            .expect("BITESIZE_BROKER_BIN (the nisshi binary) is needed for this test");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut broker = OwnBroker {
+            bin: PathBuf::from(bin),
+            dir: tempfile::tempdir().unwrap(),
+            port,
+            child: None,
+        };
+        broker.restart();
+        broker
+    }
+
+    fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn restart(&mut self) {
+        let url = format!("tcp://{}", self.address());
+        let log = append_to(&self.dir.path().join("broker.log"));
+        let child = Command::new(&self.bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "sqlite://broker.db"])
+            .args(["--group-initial-rebalance-delay", "0s"])
+            .current_dir(self.dir.path())
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start the broker");
+        self.child = Some(child);
+        let address: std::net::SocketAddr = self.address().parse().unwrap();
+        wait_until("the broker to listen", Duration::from_secs(30), || {
+            std::net::TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok()
+        });
+    }
+
+    /// SIGTERM, then wait for it to exit.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn broker_stopped_for_30_s_pauses_reading_and_loses_nothing() {
+    let mut broker = OwnBroker::start();
+    let mut scene = Scene::new("outage");
+    scene.brokers = broker.address();
+    // A small in-flight budget (librdkafka's queue included), so the pause shows. The base
+    // config ends inside `kafka:`, so the property comes first.
+    let extra = "  properties: {queue.buffering.max.messages: '1000'}\n\
+                 batch_records: 100\nin_flight_batches: 4\n";
+    let _shipper = scene.start_shipper(extra);
+    let path = scene.log_file("web-1");
+    let mut file = append_to(&path);
+    let metrics = |scene: &Scene| {
+        scene
+            .get("/metrics")
+            .map(|(_, body)| body)
+            .unwrap_or_default()
+    };
+    write_lines(&mut file, 0..5_000, None);
+    wait_until(
+        "the first lines acknowledged",
+        Duration::from_secs(60),
+        || {
+            metric(
+                &metrics(&scene),
+                "bitesize_shipper_records_acknowledged_total",
+            ) >= 5_000.0
+        },
+    );
+
+    broker.stop();
+    let stopped = Instant::now();
+    write_lines(&mut file, 5_000..40_000, None);
+    std::thread::sleep(Duration::from_secs(8));
+    let read_before = metric(&metrics(&scene), "bitesize_shipper_lines_read_total");
+    std::thread::sleep(Duration::from_secs(5));
+    let body = metrics(&scene);
+    let read_after = metric(&body, "bitesize_shipper_lines_read_total");
+    eprintln!(
+        "outage: {read_after} of 40000 lines read while the broker is down, in flight {}",
+        metric(&body, "bitesize_shipper_in_flight_batches")
+    );
+    assert_eq!(
+        read_before, read_after,
+        "reading pauses while the broker is down"
+    );
+    assert!(
+        read_after < 40_000.0,
+        "the in-flight budget bounds what is read"
+    );
+    assert!(metric(&body, "bitesize_shipper_in_flight_batches") <= 4.0 + 2.0);
+    assert_eq!(scene.get("/readyz").map(|(code, _)| code), Some(503));
+    std::thread::sleep(Duration::from_secs(30).saturating_sub(stopped.elapsed()));
+
+    broker.restart();
+    let duplicated = expect_all_lines(&scene, "broker outage", 40_000);
+    eprintln!("broker outage: {duplicated} lines duplicated");
+}
+
+#[test]
+fn config_file_changes_apply_without_a_restart() {
+    let scene = Scene::new("reload");
+    let _shipper = scene.start_shipper("");
+    let web1 = scene.log_file("web-1");
+    let web2 = scene.log_file("web-2");
+    let mut file1 = append_to(&web1);
+    file1
+        .write_all(cri("before: mail ann@example.com").as_bytes())
+        .unwrap();
+    consume(&scene, Duration::from_secs(60), |m| m.len() == 1);
+
+    // A change that does not load is rejected; the running config stays.
+    scene.config("redact:\n  presets: [phone_numbers]\n");
+    wait_until("the rejection", Duration::from_secs(20), || {
+        scene.shipper_log().contains("config change rejected")
+    });
+    // Redaction and exclude change live; batch_records needs a restart.
+    scene.config("redact:\n  presets: [emails]\nexclude: ['**/web-2_*']\nbatch_records: 7\n");
+    wait_until("the reload", Duration::from_secs(20), || {
+        scene.shipper_log().contains("config reloaded")
+    });
+    let log = scene.shipper_log();
+    assert!(
+        log.contains("takes effect after a restart") && log.contains("batch_records"),
+        "{log}"
+    );
+    file1
+        .write_all(cri("after: mail bob@example.com").as_bytes())
+        .unwrap();
+    append_to(&web2)
+        .write_all(cri("excluded now").as_bytes())
+        .unwrap();
+    let messages = consume(&scene, Duration::from_secs(60), |m| m.len() >= 2);
+    let logs: Vec<&str> = messages.iter().filter_map(|m| m["log"].as_str()).collect();
+    assert_eq!(
+        logs,
+        [
+            "before: mail ann@example.com",
+            "after: mail [REDACTED:email]"
+        ],
+        "shipper log:\n{}",
+        scene.shipper_log()
+    );
+}
+
+/// `run` with `kubernetes.enabled`: records in Kafka carry the pod's metadata. THE API
+/// SERVER IS A FAKE written in this project (`fake-kube/`); see `tests/enrichment.rs` for
+/// outages, deleted pods and `410 Gone`.
+#[test]
+fn run_enriches_records_from_the_kubernetes_api() {
+    let scene = Scene::new("k8s");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let fake = runtime.block_on(bitesize_fake_kube::start());
+    fake.upsert(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web-1", "namespace": scene.namespace, "uid": "uid-123",
+                     "labels": {"app": "web"}},
+        "spec": {"nodeName": "test-node",
+                 "containers": [{"name": "app", "image": "registry.example/web:9"}]}
+    }));
+    let kubeconfig = scene.root.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\n\
+             contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: nobody\n\
+             current-context: fake\nusers:\n- name: nobody\n  user: {{}}\n",
+            fake.url()
+        ),
+    )
+    .unwrap();
+    let extra = format!(
+        "kubernetes:\n  enabled: true\n  kubeconfig: {}\n",
+        kubeconfig.display()
+    );
+    let _shipper = scene.start_shipper(&extra);
+    // Lines written before the first list is in are shipped marked: write once the metric
+    // says the list is complete.
+    wait_until("the API watch", Duration::from_secs(20), || {
+        scene
+            .get("/metrics")
+            .is_some_and(|(_, body)| metric(&body, "bitesize_shipper_kubernetes_api_up") == 1.0)
+    });
+    append_to(&scene.log_file("web-1"))
+        .write_all(cri("enriched").as_bytes())
+        .unwrap();
+    let messages = consume(&scene, Duration::from_secs(60), |m| !m.is_empty());
+    let k8s = &messages[0]["kubernetes"];
+    assert_eq!(k8s["pod_id"], "uid-123", "{messages:?}");
+    assert_eq!(k8s["container_image"], "registry.example/web:9");
+    assert_eq!(k8s["labels"]["app"], "web");
+    assert_eq!(k8s["host"], "test-node");
+    drop(fake);
 }

@@ -146,11 +146,21 @@ async fn search_page_shows_histogram_facets_highlights_and_pages() {
     assert_eq!(export.lines().count(), 121);
 
     // Paging: 100 newest, then the older rest through the link; no repeats.
-    let started = Instant::now();
-    let first = page(&server, &format!("/search?namespace={ns}"), &admin).await;
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
-    println!("/search with 100 results served in {ms:.1} ms (debug build, search included)");
-    assert!(ms < 1000.0, "{ms} ms");
+    // The page with 100 results, whole request (search, histogram, facets, audit, render):
+    // within 150 ms, the best of five loads (the machine is shared with other tests).
+    let mut times = vec![];
+    let mut first = String::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        first = page(&server, &format!("/search?namespace={ns}"), &admin).await;
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "/search with 100 results served in {:.1} ms best, {:.1} ms median of 5 (debug build, search included)",
+        times[0], times[2]
+    );
+    assert!(times[0] <= 150.0, "{times:?} ms");
     let (first_ids, rows) = ids(&first);
     assert_eq!((rows, first_ids.len()), (100, 100), "{first}");
     assert!(first_ids.contains("new0041") && first_ids.contains("old0119"));
@@ -300,4 +310,460 @@ async fn page_script_is_served_and_public() {
         .await
         .unwrap()
         .contains("getElementById(\"q\")"));
+}
+
+/// A form post as a browser sends it: the session cookie and an `Origin`.
+async fn post_form(
+    server: &Server,
+    path: &str,
+    cookie: &str,
+    origin: &str,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    let body: Vec<String> = form
+        .iter()
+        .map(|(k, v)| format!("{k}={}", bitesize_web::urlencode(v)))
+        .collect();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(server.url(path))
+        .header("cookie", cookie)
+        .header("origin", origin)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.join("&"))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn access_audit_and_namespace_pages() {
+    let root = tempfile::tempdir().unwrap();
+    let ns = format!("tp-{}", common::unique());
+    let server = Server::start(&root.path().join("data"), &ns, None);
+    let env = &server.env;
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    // Signed out, every page sends the browser to the sign-in page and back.
+    for page in ["/access", "/audit", "/namespaces", "/search?q=x"] {
+        let response = no_redirects.get(server.url(page)).send().await.unwrap();
+        assert_eq!(response.status(), 302, "{page}");
+        let location = response.headers()["location"].to_str().unwrap().to_owned();
+        assert_eq!(
+            location,
+            format!(
+                "/login?next={}",
+                page.replace('?', "%3F").replace('=', "%3D")
+            ),
+            "{page}"
+        );
+    }
+
+    // A viewer with a token (Authorization header): header, roles, the 403 page for /audit.
+    cli(env, &["user", "add", "vera"], None);
+    cli(
+        env,
+        &[
+            "binding",
+            "add",
+            "--user",
+            "vera",
+            "--role",
+            "viewer",
+            "--pattern",
+            &ns,
+        ],
+        None,
+    );
+    cli(
+        env,
+        &["binding", "add", "--user", "admin", "--role", "admin"],
+        None,
+    );
+    let out = cli(
+        env,
+        &[
+            "token",
+            "create",
+            "--subject",
+            "vera",
+            "--role",
+            "viewer",
+            "--namespaces",
+            &ns,
+        ],
+        None,
+    );
+    let vera = out.lines().last().unwrap().to_owned();
+    let html = page(&server, "/access", &vera).await;
+    assert!(
+        html.contains("vera") && html.contains(&format!("viewer of {ns}")),
+        "{html}"
+    );
+    assert!(html.contains("Your API tokens") && !html.contains("Role bindings"));
+    assert!(
+        !html.contains("href=\"/audit\""),
+        "no audit link for a viewer"
+    );
+    let response = server.get_as("/audit", Some(&vera)).send().await.unwrap();
+    assert_eq!(response.status(), 403);
+    let html = response.text().await.unwrap();
+    assert!(
+        html.contains("the audit log needs the auditor or the admin role"),
+        "{html}"
+    );
+    assert!(
+        html.contains("Ask an admin to grant it under Access: admin."),
+        "{html}"
+    );
+    // Changing bindings is for admins: the 403 page, and nothing changes.
+    let response = reqwest::Client::new()
+        .post(server.url("/access/bindings"))
+        .bearer_auth(&vera)
+        .form(&[
+            ("subject_kind", "user"),
+            ("subject", "vera"),
+            ("role", "admin"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let (_, bindings) = server.get_json("/api/v1/bindings").await;
+    assert!(!bindings
+        .to_string()
+        .contains("\"role\":\"admin\",\"subject\":\"vera\""));
+
+    // The admin, signed in with a password: form posts work from our own pages only.
+    cli(
+        env,
+        &["user", "set-password", "admin"],
+        Some("pw-admin-1\n"),
+    );
+    let login = no_redirects
+        .post(server.url("/auth/login"))
+        .form(&[("user", "admin"), ("password", "pw-admin-1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 303);
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let own = server.url("");
+    let form = [
+        ("subject_kind", "group"),
+        ("subject", "shop-team"),
+        ("role", "viewer"),
+        ("pattern", ns.as_str()),
+    ];
+    let refused = post_form(
+        &server,
+        "/access/bindings",
+        &cookie,
+        "http://evil.example",
+        &form,
+    )
+    .await;
+    assert_eq!(refused.status(), 403, "a cross-site form post");
+    let added = post_form(&server, "/access/bindings", &cookie, &own, &form).await;
+    assert_eq!(added.status(), 303);
+    assert_eq!(added.headers()["location"], "/access?done=binding-added");
+    let (_, bindings) = server.get_json("/api/v1/bindings").await;
+    let binding = bindings["bindings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["subject"] == "shop-team")
+        .expect("the new binding")
+        .clone();
+    let html = page(&server, "/access?done=binding-added", &server.admin_token).await;
+    assert!(
+        html.contains("Binding added") && html.contains("shop-team"),
+        "{html}"
+    );
+    // A bad pattern: the page again, with the reason.
+    let bad = post_form(
+        &server,
+        "/access/bindings",
+        &cookie,
+        &own,
+        &[
+            ("subject_kind", "user"),
+            ("subject", "x"),
+            ("role", "viewer"),
+            ("pattern", ""),
+        ],
+    )
+    .await;
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().await.unwrap().contains("class=\"error\""));
+    let removed = post_form(
+        &server,
+        &format!("/access/bindings/{}/delete", binding["id"]),
+        &cookie,
+        &own,
+        &[],
+    )
+    .await;
+    assert_eq!(removed.status(), 303);
+    let (_, bindings) = server.get_json("/api/v1/bindings").await;
+    assert!(!bindings.to_string().contains("shop-team"));
+
+    // A token from the form: shown once, never cached; then revoked from the page.
+    let created = post_form(
+        &server,
+        "/access/tokens",
+        &cookie,
+        &own,
+        &[
+            ("name", "report"),
+            ("role", "viewer"),
+            ("namespaces", &ns),
+            ("expires_in", "30d"),
+        ],
+    )
+    .await;
+    assert_eq!(created.status(), 200);
+    assert_eq!(created.headers()["cache-control"], "no-store");
+    let html = created.text().await.unwrap();
+    let secret: String = html
+        .split("id=\"new-token\"")
+        .nth(1)
+        .and_then(|rest| rest.split_once('>'))
+        .unwrap_or_else(|| panic!("no new token in {html}"))
+        .1
+        .chars()
+        .take_while(|c| *c != '<')
+        .collect();
+    assert!(secret.starts_with("bsz_"), "{html}");
+    assert!(page(&server, "/namespaces", &secret)
+        .await
+        .contains("Namespaces"));
+    let (_, tokens) = server.get_json("/api/v1/tokens").await;
+    let id = tokens["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "report")
+        .unwrap()["id"]
+        .clone();
+    let revoked = post_form(
+        &server,
+        &format!("/access/tokens/{id}/revoke"),
+        &cookie,
+        &own,
+        &[],
+    )
+    .await;
+    assert_eq!(revoked.status(), 303);
+    let gone = no_redirects
+        .get(server.url("/namespaces"))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 302, "a revoked token opens nothing");
+
+    // The audit page: the changes above, filtered; chain status; export as CSV and NDJSON.
+    let html = page(
+        &server,
+        "/audit?actor=admin&action=binding.create",
+        &server.admin_token,
+    )
+    .await;
+    assert!(html.contains("Hash chain intact"), "{html}");
+    assert_eq!(html.matches("<tr class=\"event\"").count(), 1, "{html}");
+    assert!(html.contains("shop-team"));
+    let csv = page(
+        &server,
+        "/audit/export?actor=admin&format=csv",
+        &server.admin_token,
+    )
+    .await;
+    let mut lines = csv.lines();
+    assert!(lines.next().unwrap().starts_with("id,at,actor,action"));
+    let actions: Vec<&str> = lines.map(|l| l.split(',').nth(3).unwrap()).collect();
+    for action in [
+        "binding.create",
+        "binding.delete",
+        "token.create",
+        "token.revoke",
+    ] {
+        assert!(actions.contains(&action), "{action} in {actions:?}");
+    }
+    let ndjson = page(
+        &server,
+        "/audit/export?action=token.revoke",
+        &server.admin_token,
+    )
+    .await;
+    let event: serde_json::Value = serde_json::from_str(ndjson.lines().next().unwrap()).unwrap();
+    assert_eq!(event["actor"], "admin");
+    assert!(event["hash"].as_str().unwrap().len() == 64);
+    let response = server
+        .get_as("/audit?from=yesterday-ish", Some(&server.admin_token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.text().await.unwrap().contains("class=\"error\""));
+}
+
+/// A form post with a bearer token (scripts; no cookie, so no Origin needed).
+async fn post_as(
+    server: &Server,
+    path: &str,
+    token: &str,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(server.url(path))
+        .bearer_auth(token)
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn namespace_forms_create_change_and_delete() {
+    let root = tempfile::tempdir().unwrap();
+    let name = format!("tn-{}", common::unique());
+    let server = Server::start(&root.path().join("data"), &name, None);
+    let admin = server.admin_token.clone();
+
+    // An admin creates the namespace (and its topic) from the form.
+    let created = post_as(
+        &server,
+        "/namespaces",
+        &admin,
+        &[
+            ("name", &name),
+            ("partitions", "2"),
+            ("retention_days", "5"),
+            ("owner_group", "shop-team"),
+        ],
+    )
+    .await;
+    assert_eq!(created.status(), 303, "{:?}", created.text().await);
+    assert_eq!(created.headers()["location"], "/namespaces?done=created");
+    let html = page(&server, "/namespaces?done=created", &admin).await;
+    assert!(html.contains("Namespace created"), "{html}");
+    let row = html.split(&format!(">{name}</a>")).nth(1).expect("the row");
+    let row = row.split("</tr>").next().unwrap();
+    assert!(
+        row.contains(&format!("logs.{name}")) && row.contains("5 days"),
+        "{row}"
+    );
+    assert!(row.contains(">2<") && row.contains("shop-team"), "{row}");
+    assert!(
+        row.contains("/retention\"") && row.contains("/delete\""),
+        "{row}"
+    );
+
+    // Bad input is said plainly; a viewer may not create.
+    let bad = post_as(
+        &server,
+        &format!("/namespaces/{name}/retention"),
+        &admin,
+        &[("retention_days", "a week")],
+    )
+    .await;
+    assert_eq!(bad.status(), 400);
+    let text = bad.text().await.unwrap();
+    assert!(
+        text.contains("retention_days:") && text.contains("is not a whole number"),
+        "{text}"
+    );
+    let env = &server.env;
+    cli(env, &["user", "add", "vic"], None);
+    cli(
+        env,
+        &[
+            "binding",
+            "add",
+            "--user",
+            "vic",
+            "--role",
+            "viewer",
+            "--pattern",
+            &name,
+        ],
+        None,
+    );
+    let out = cli(
+        env,
+        &[
+            "token",
+            "create",
+            "--subject",
+            "vic",
+            "--role",
+            "viewer",
+            "--namespaces",
+            &name,
+        ],
+        None,
+    );
+    let vic = out.lines().last().unwrap().to_owned();
+    let refused = post_as(&server, "/namespaces", &vic, &[("name", "tn-other")]).await;
+    assert_eq!(refused.status(), 403);
+    assert!(refused
+        .text()
+        .await
+        .unwrap()
+        .contains("creating a namespace needs the admin role"));
+    let html = page(&server, "/namespaces", &vic).await;
+    assert!(
+        html.contains(&name) && !html.contains("/delete\"") && !html.contains("/retention\""),
+        "{html}"
+    );
+
+    // Retention changes; deleting needs the name typed again.
+    let changed = post_as(
+        &server,
+        &format!("/namespaces/{name}/retention"),
+        &admin,
+        &[("retention_days", "9")],
+    )
+    .await;
+    assert_eq!(changed.status(), 303, "{:?}", changed.text().await);
+    assert!(page(&server, "/namespaces", &admin)
+        .await
+        .contains("9 days"));
+    let wrong = post_as(
+        &server,
+        &format!("/namespaces/{name}/delete"),
+        &admin,
+        &[("confirm", "nope")],
+    )
+    .await;
+    assert_eq!(wrong.status(), 400);
+    assert!(wrong.text().await.unwrap().contains("confirm"));
+    let deleted = post_as(
+        &server,
+        &format!("/namespaces/{name}/delete"),
+        &admin,
+        &[("confirm", &name)],
+    )
+    .await;
+    assert_eq!(deleted.status(), 303, "{:?}", deleted.text().await);
+    let html = page(&server, "/namespaces?done=deleted", &admin).await;
+    assert!(
+        html.contains("Namespace deleted") && !html.contains(&format!(">{name}</a>")),
+        "{html}"
+    );
 }

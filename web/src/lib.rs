@@ -6,7 +6,13 @@
 use leptos::prelude::*;
 
 pub mod highlight;
+mod pages;
 mod search;
+
+pub use pages::{
+    AccessPage, AuditPage, AuditQuery, AuditRow, BindingRow, ChainStatus, ForbiddenPage,
+    NamespaceRow, NamespacesPage, NewTokenSecret, TokenRow,
+};
 
 pub use search::{
     quote_value, urlencode, FacetCount, FacetGroup, Histogram, HistogramBar, HitRow, SearchPage,
@@ -24,6 +30,10 @@ pub struct Viewer {
     pub user: String,
     /// Roles in force, e.g. `viewer of shop`.
     pub roles: Vec<String>,
+    /// Admins manage bindings and everyone's tokens.
+    pub admin: bool,
+    /// Admins and auditors read the audit log.
+    pub audit_reader: bool,
 }
 
 const STYLE: &str = r#"
@@ -33,7 +43,42 @@ const STYLE: &str = r#"
 body { margin:0; font: 15px/1.45 system-ui, sans-serif; background:var(--bg); color:var(--fg); }
 header { display:flex; align-items:center; gap:1rem; padding:.6rem 1.2rem; border-bottom:1px solid var(--line); }
 header h1 { font-size:1.1rem; margin:0; }
-header nav a { color:var(--fg); }
+header a.brand { color:var(--fg); text-decoration:none; }
+header nav { display:flex; gap:.2rem; }
+header nav a { color:var(--fg); text-decoration:none; padding:.25rem .6rem; border-radius:6px; }
+header nav a:hover { background:var(--line); }
+header nav a[aria-current] { background:var(--line); font-weight:600; }
+header .roles { font-size:.85rem; }
+main.page h1.title { font-size:1.3rem; margin:.2rem 0 .8rem; }
+main.page h2 { font-size:1.05rem; margin:1.4rem 0 .4rem; }
+.card { border:1px solid var(--line); border-radius:8px; padding:.7rem .8rem; margin:.6rem 0; }
+.card.row { display:flex; flex-wrap:wrap; gap:.6rem; align-items:center; }
+.card label { color:var(--muted); font-size:.9rem; }
+.card input, .card select { padding:.35rem .5rem; font:inherit; border:1px solid var(--line); border-radius:6px; background:var(--bg); color:var(--fg); }
+.card button, form.inline button { padding:.35rem .8rem; font:inherit; border-radius:6px; border:1px solid var(--accent); background:var(--accent); color:#fff; cursor:pointer; }
+form.inline { margin:0; }
+form.inline input { padding:.15rem .4rem; font:inherit; font-size:.85rem; border:1px solid var(--line); border-radius:6px; background:var(--bg); color:var(--fg); }
+form.inline button.plain { background:none; color:var(--accent); padding:.15rem .6rem; font-size:.85rem; }
+form.inline button.danger { background:none; color:var(--err); border-color:var(--err); padding:.15rem .6rem; font-size:.85rem; }
+.card.secret { border-color:var(--accent); }
+.card.secret pre { margin:.3rem 0 0; padding:.5rem; background:var(--line); border-radius:6px; user-select:all; overflow-x:auto; }
+.mono { font-family:ui-monospace, SFMono-Regular, Menlo, monospace; font-size:12.5px; }
+table.grid { width:100%; border-collapse:collapse; font-size:.9rem; }
+table.grid th { text-align:left; color:var(--muted); font-weight:500; border-bottom:1px solid var(--line); padding:.3rem .4rem; white-space:nowrap; }
+table.grid td { border-bottom:1px solid var(--line); padding:.3rem .4rem; vertical-align:top; }
+table.grid td.num { text-align:right; font-variant-numeric:tabular-nums; }
+table.grid tr.revoked { color:var(--muted); text-decoration:line-through; }
+.notice { color:var(--accent); font-weight:600; }
+.chain { padding:.5rem .8rem; border-radius:8px; font-weight:600; }
+.chain.ok { border:1px solid #2e9e5b; color:#2e9e5b; }
+.chain.broken { border:1px solid var(--err); color:var(--err); }
+button.tail { padding:.25rem .7rem; font:inherit; font-size:.85rem; border-radius:999px; border:1px solid var(--line); background:none; color:var(--fg); cursor:pointer; }
+button.tail[aria-pressed=true] { border-color:#2e9e5b; color:#2e9e5b; font-weight:600; }
+.tail-status { color:var(--muted); font-size:.85rem; }
+tr.live td { animation: flash 1.5s ease-out; }
+@keyframes flash { from { background:var(--line); } to { background:transparent; } }
+.chart svg.dragging { cursor:col-resize; }
+.chart .brush { position:absolute; top:0; bottom:0; background:var(--accent); opacity:.2; pointer-events:none; }
 header .who { margin-left:auto; color:var(--muted); }
 header form.signout button { font:inherit; background:none; border:1px solid var(--line); color:var(--fg); border-radius:6px; padding:.2rem .6rem; cursor:pointer; }
 main.login { max-width:22rem; }
@@ -62,7 +107,7 @@ form.search .reason input { flex:1; max-width:32rem; border-color:var(--accent);
 figure.histogram { margin:0 0 1rem; }
 figure.histogram figcaption { color:var(--muted); font-size:.8rem; margin-bottom:.25rem; }
 .chart { position:relative; border-bottom:1px solid var(--line); }
-.chart .ymax { position:absolute; left:0; top:0; font-size:.7rem; color:var(--muted); }
+.chart .ymax { position:absolute; right:0; top:-1.1rem; font-size:.7rem; color:var(--muted); }
 .chart svg { display:block; width:100%; height:96px; }
 .chart rect.zone { fill:transparent; }
 .chart rect.fill { fill:var(--accent); opacity:.75; }
@@ -84,10 +129,10 @@ aside.facets .count { color:var(--muted); }
 .table { overflow-x:auto; }
 table.hits { width:100%; border-collapse:collapse; font:12.5px/1.4 ui-monospace, SFMono-Regular, Menlo, monospace; }
 table.hits th { text-align:left; color:var(--muted); font-weight:500; border-bottom:1px solid var(--line); padding:.3rem .4rem; white-space:nowrap; }
-table.hits td { border-bottom:1px solid var(--line); padding:.25rem .4rem; vertical-align:top; }
+table.hits td { border-bottom:1px solid var(--line); padding:.25rem .4rem; vertical-align:top; white-space:nowrap; }
 table.hits td.time { white-space:nowrap; color:var(--muted); }
 table.hits td.message { white-space:pre-wrap; word-break:break-word; width:100%; }
-table.hits summary { cursor:pointer; list-style-position:outside; }
+table.hits summary { cursor:pointer; list-style-position:inside; }
 table.hits pre.record { margin:.4rem 0; padding:.5rem; background:var(--line); border-radius:6px; overflow-x:auto; white-space:pre; }
 mark { background:#ffe58a; color:#1d2330; border-radius:2px; }
 @media (prefers-color-scheme: dark) { mark { background:#8a6d00; color:#fff; } }
@@ -110,6 +155,38 @@ pub fn render_search_page(page: SearchPage) -> String {
     document(
         "Search",
         Owner::new().with(|| view! { <search::SearchView page=page/> }.to_html()),
+    )
+}
+
+/// `/access`: role bindings and API tokens.
+pub fn render_access_page(page: AccessPage) -> String {
+    document(
+        "Access",
+        Owner::new().with(|| view! { <pages::AccessView page=page/> }.to_html()),
+    )
+}
+
+/// `/audit`: the audit log with its chain status.
+pub fn render_audit_page(page: AuditPage) -> String {
+    document(
+        "Audit log",
+        Owner::new().with(|| view! { <pages::AuditView page=page/> }.to_html()),
+    )
+}
+
+/// `/namespaces`.
+pub fn render_namespaces_page(page: NamespacesPage) -> String {
+    document(
+        "Namespaces",
+        Owner::new().with(|| view! { <pages::NamespacesView page=page/> }.to_html()),
+    )
+}
+
+/// The 403 page.
+pub fn render_forbidden_page(page: ForbiddenPage) -> String {
+    document(
+        "No access",
+        Owner::new().with(|| view! { <pages::ForbiddenView page=page/> }.to_html()),
     )
 }
 
@@ -223,12 +300,30 @@ fn SigningOutView(page: SigningOutPage) -> impl IntoView {
 }
 
 #[component]
-pub(crate) fn Header(viewer: Viewer) -> impl IntoView {
-    let roles = viewer.roles.join(", ");
+pub(crate) fn Header(viewer: Viewer, current: &'static str) -> impl IntoView {
+    let roles = if viewer.roles.is_empty() {
+        "no roles".to_owned()
+    } else {
+        viewer.roles.join(", ")
+    };
+    let mut pages = vec![
+        ("/search", "Search"),
+        ("/namespaces", "Namespaces"),
+        ("/access", "Access"),
+    ];
+    if viewer.audit_reader {
+        pages.push(("/audit", "Audit"));
+    }
+    let links = pages
+        .into_iter()
+        .map(|(href, label)| {
+            view! { <a href=href aria-current=(href == current).then_some("page")>{label}</a> }
+        })
+        .collect_view();
     view! {
         <header>
-            <h1>"Bitesize"</h1>
-            <nav><a href="/search">"Search"</a></nav>
+            <a class="brand" href="/search"><h1>"Bitesize"</h1></a>
+            <nav aria-label="Pages">{links}</nav>
             <span class="who">{viewer.user}" · "<span class="roles">{roles}</span></span>
             <form method="post" action="/auth/logout" class="signout"><button type="submit">"Sign out"</button></form>
         </header>
@@ -336,6 +431,7 @@ mod tests {
             viewer: Viewer {
                 user: "alice".into(),
                 roles: vec!["viewer of shop".into()],
+                ..Default::default()
             },
             ..Default::default()
         });

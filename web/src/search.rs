@@ -220,7 +220,7 @@ fn HistogramView(histogram: Histogram, selection: Selection) -> impl IntoView {
             let href = selection.with_range(&bar.start, &bar.end).href("/search", &[]);
             let label = title.clone();
             view! {
-                <a href=href class="bar" aria-label=label>
+                <a href=href class="bar" aria-label=label data-start=bar.start.clone() data-end=bar.end.clone()>
                     <title>{title}</title>
                     <rect class="zone" x=format!("{x:.2}") y="0" width=format!("{width:.2}") height=format!("{CHART_HEIGHT}")></rect>
                     <rect class="fill" x=format!("{:.2}", x + gap / 2.0) y=format!("{:.2}", CHART_HEIGHT - h)
@@ -385,6 +385,8 @@ pub(crate) fn SearchView(page: SearchPage) -> impl IntoView {
     });
     let export_ndjson = selection.href("/api/v1/export", &[("format", "ndjson")]);
     let export_csv = selection.href("/api/v1/export", &[("format", "csv")]);
+    // Live tail (app.js): the same selection from now on, whatever the range.
+    let tail_href = selection.with_range("", "").href("/api/v1/tail", &[]);
     let summary = if cursor.is_empty() {
         format!("{total} matching, showing the newest {shown}")
     } else {
@@ -405,7 +407,7 @@ pub(crate) fn SearchView(page: SearchPage) -> impl IntoView {
     let facets =
         has_facets.then(|| view! { <FacetsPanel facets=facets selection=selection.clone()/> });
     view! {
-        <Header viewer=viewer/>
+        <Header viewer=viewer current="/search"/>
         <main class="search">
             <form class="search" method="get" action="/search" role="search">
                 <div class="row">
@@ -437,7 +439,7 @@ pub(crate) fn SearchView(page: SearchPage) -> impl IntoView {
             {histogram}
             <div class="layout">
                 {facets}
-                <section class="results" aria-label="Results">
+                <section class="results" aria-label="Results" data-tail=tail_href>
                     <div class="toolbar">
                         <p class="summary" role="status">{summary}</p>
                         <span class="export">"Export: "

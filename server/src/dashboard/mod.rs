@@ -20,13 +20,16 @@ use crate::authz::{self, NamespaceScope, Principal};
 use crate::search::{self, TimeRange};
 use crate::{audit, db, Error, Result};
 
+mod pages;
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(|| async { redirect("/search") }))
         .route("/search", web::get().to(search_page))
         .route("/assets/app.js", web::get().to(app_js))
         .route("/login", web::get().to(login_page))
         .route("/auth/login", web::post().to(login))
-        .route("/auth/logout", web::post().to(logout));
+        .route("/auth/logout", web::post().to(logout))
+        .configure(pages::routes);
     // Single sign-on (handlers in auth::oidc), with the process's provider settings.
     cfg.app_data(web::Data::from(Sso::shared()));
     let (sso_login, sso_callback) = (
@@ -58,9 +61,12 @@ fn viewer(principal: &Principal, scope: &NamespaceScope) -> Viewer {
             _ => format!("{} of {}", g.role.as_str(), g.pattern.as_str()),
         })
         .collect();
+    let grants = scope.grants();
     Viewer {
         user: principal.user.clone(),
         roles,
+        admin: scope.is_admin(),
+        audit_reader: scope.is_admin() || grants.iter().any(|g| g.role == authz::Role::Auditor),
     }
 }
 

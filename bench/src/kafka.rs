@@ -1,0 +1,71 @@
+//! Counting what arrived in Kafka: the sum of (high - low) watermarks over a run's topics.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
+
+pub struct TopicCounter {
+    consumer: BaseConsumer,
+}
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+impl TopicCounter {
+    pub fn new(brokers: &str) -> anyhow::Result<TopicCounter> {
+        let consumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", "bitesize-bench-counter")
+            .set("allow.auto.create.topics", "false")
+            .create()?;
+        Ok(TopicCounter { consumer })
+    }
+
+    /// Records held by `topics`; a topic that does not exist yet holds none.
+    pub fn count(&self, topics: &[String]) -> u64 {
+        let mut total = 0;
+        for topic in topics {
+            let Ok(metadata) = self.consumer.fetch_metadata(Some(topic), TIMEOUT) else {
+                continue;
+            };
+            for t in metadata.topics().iter().filter(|t| t.error().is_none()) {
+                for partition in t.partitions() {
+                    if let Ok((low, high)) =
+                        self.consumer
+                            .fetch_watermarks(topic, partition.id(), TIMEOUT)
+                    {
+                        total += (high - low).max(0) as u64;
+                    }
+                }
+            }
+        }
+        total
+    }
+
+    /// Waits until `topics` hold `expected` records; `alive` is asked between polls and
+    /// a `false` ends the wait with an error (the process under test died).
+    pub fn wait_for(
+        &self,
+        topics: &[String],
+        expected: u64,
+        timeout: Duration,
+        mut alive: impl FnMut() -> bool,
+    ) -> anyhow::Result<Duration> {
+        let start = Instant::now();
+        loop {
+            let count = self.count(topics);
+            if count >= expected {
+                return Ok(start.elapsed());
+            }
+            if !alive() {
+                anyhow::bail!(
+                    "the process under test exited with {count} of {expected} records in Kafka"
+                );
+            }
+            if start.elapsed() > timeout {
+                anyhow::bail!("{count} of {expected} records in Kafka after {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}

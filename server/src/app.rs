@@ -7,6 +7,7 @@ use actix_web::{web, App, HttpServer};
 use sea_orm::DatabaseConnection;
 
 use crate::config::Config;
+use crate::fleet::Fleet;
 use crate::ingest::Ingest;
 use crate::search::IndexRegistry;
 use actix_web::middleware::from_fn;
@@ -22,6 +23,7 @@ pub struct AppState {
     pub registry: Arc<IndexRegistry>,
     pub db: DatabaseConnection,
     pub metrics: Arc<Metrics>,
+    pub fleet: Arc<Fleet>,
 }
 
 /// Runs the server until `shutdown` is set (or SIGINT/SIGTERM when `shutdown` is `None`).
@@ -49,10 +51,13 @@ pub async fn serve(config: Config, shutdown: Arc<AtomicBool>) -> Result<()> {
 
     let retention = Retention::new(config.retention.clone(), registry.clone(), db.clone());
     let retention_task = tokio::spawn(retention.run(shutdown.clone()));
+    let fleet = Arc::new(Fleet::new(&config, db.clone()).await);
+    let fleet_task = tokio::spawn(fleet.clone().run(shutdown.clone()));
     let state = AppState {
         registry,
         db,
         metrics,
+        fleet,
     };
     let limiter = web::Data::new(LoginLimiter::new(10, std::time::Duration::from_secs(300)));
     let server = HttpServer::new(move || {
@@ -90,6 +95,7 @@ pub async fn serve(config: Config, shutdown: Arc<AtomicBool>) -> Result<()> {
     }
     handle.stop(true).await;
     let _ = retention_task.await;
+    let _ = fleet_task.await;
     let _ = server_task.await;
     match ingest_done.await {
         Ok(Ok(result)) => result,

@@ -71,6 +71,22 @@ pub enum Command {
     /// Namespace settings.
     #[command(subcommand)]
     Namespace(NamespaceCommand),
+    /// Kafka governance.
+    #[command(subcommand)]
+    Kafka(KafkaCommand),
+}
+
+#[derive(Subcommand)]
+pub enum KafkaCommand {
+    /// The Kafka ACLs each principal needs (from the namespace registry and the bindings),
+    /// as `kafka-acls` commands; `--json` for the plan itself.
+    Acls {
+        /// Apply the plan through the Kafka admin API (fails, saying why, where unsupported).
+        #[arg(long)]
+        apply: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -295,6 +311,31 @@ pub async fn run(cli: Cli) -> Result<()> {
                 "{name}: retention {}",
                 days.map_or("default".to_owned(), |d| format!("{d} days"))
             );
+            Ok(())
+        }
+        Command::Kafka(KafkaCommand::Acls { apply, json }) => {
+            let db = open_database(&config).await?;
+            let plan = crate::api::namespaces_admin::acl_plan(&db, &config).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&plan).expect("json"));
+            } else {
+                for (acl, command) in plan.acls.iter().zip(&plan.commands) {
+                    println!(
+                        "# {} {} on {} {} {}: {}",
+                        acl.principal,
+                        acl.operation,
+                        acl.pattern_type,
+                        acl.resource_type,
+                        acl.resource_name,
+                        acl.reason
+                    );
+                    println!("{command}");
+                }
+            }
+            if apply {
+                let applied = crate::kafka::acl::apply(&config.kafka, &plan.acls).await?;
+                eprintln!("applied {applied} ACLs to {}", config.kafka.brokers);
+            }
             Ok(())
         }
         Command::Audit(AuditCommand::Verify) => {

@@ -37,6 +37,54 @@ pub struct Config {
     pub local_accounts: bool,
     /// OpenID Connect providers people can sign in with (`[[oidc]]` tables).
     pub oidc: Vec<OidcProvider>,
+    /// The shipper DaemonSet this server manages (`[fleet]`); off when no cluster is named.
+    pub fleet: FleetConfig,
+}
+
+/// Which clusters' shipper fleets this server manages (`[fleet]`, see `fleet`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FleetConfig {
+    /// Kubeconfig contexts, one cluster each (named after the context).
+    pub contexts: Vec<String>,
+    /// The kubeconfig file the contexts are in; default `$KUBECONFIG` or `~/.kube/config`.
+    pub kubeconfig: Option<PathBuf>,
+    /// Also manage the cluster this server runs in (its service account).
+    pub in_cluster: bool,
+    /// The in-cluster cluster's name in status.
+    pub in_cluster_name: String,
+    /// Namespace of the shipper's ServiceAccount, ConfigMap and DaemonSet.
+    pub namespace: String,
+    /// How often drift is looked for and re-applied (it also is on every change).
+    pub reconcile_interval_secs: u64,
+    /// How often pods are listed and shippers' metrics scraped for the status.
+    pub status_interval_secs: u64,
+    /// Set by the demo: its local shipper, shown as the one node when no cluster is managed.
+    pub local_shipper: Option<LocalShipper>,
+}
+
+/// The demo's shipper process (no Kubernetes).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LocalShipper {
+    pub node_name: String,
+    /// Its `/metrics` URL, scraped for the status when set.
+    pub metrics_url: Option<String>,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        FleetConfig {
+            contexts: Vec::new(),
+            kubeconfig: None,
+            in_cluster: false,
+            in_cluster_name: "in-cluster".to_owned(),
+            namespace: "bitesize".to_owned(),
+            reconcile_interval_secs: 300,
+            status_interval_secs: 15,
+            local_shipper: None,
+        }
+    }
 }
 
 /// One OpenID Connect provider (`[[oidc]]`).
@@ -127,6 +175,146 @@ pub struct KafkaConfig {
     pub topic_pattern: String,
     /// How a topic name carries its namespace; `{namespace}` marks the place.
     pub topic_template: String,
+    /// TLS to the brokers (`[kafka.tls]`); absent: plaintext.
+    pub tls: Option<KafkaTls>,
+    /// SASL authentication (`[kafka.sasl]`); absent: none.
+    pub sasl: Option<KafkaSasl>,
+    /// Settings of the topics the namespace registry creates (`[kafka.topics]`).
+    pub topics: TopicDefaults,
+    /// Limits of `GET /api/v1/namespaces/{ns}/stream` (`[kafka.stream]`).
+    pub stream: StreamLimits,
+    /// Principals named in the ACL plan (`[kafka.acl]`).
+    pub acl: AclPrincipals,
+}
+
+/// TLS to Kafka. Files are PEM; the key may be encrypted with `key_password`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaTls {
+    /// CA certificates to trust (default: the system's).
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate, for mutual TLS (with `key_file`).
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub key_password: Option<Secret>,
+    /// Check the broker's host name against its certificate (default true).
+    pub verify_hostname: Option<bool>,
+}
+
+/// SASL to Kafka: `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`. The password comes from
+/// `password` (e.g. `BITESIZE_KAFKA__SASL__PASSWORD`) or from `password_file`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaSasl {
+    pub mechanism: String,
+    pub username: String,
+    pub password: Option<Secret>,
+    pub password_file: Option<PathBuf>,
+}
+
+/// The SASL mechanisms librdkafka is built with here.
+pub const SASL_MECHANISMS: [&str; 3] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+
+impl KafkaSasl {
+    /// The password, read from its file when it is given as one (trailing newline removed).
+    pub fn password(&self) -> Result<Secret> {
+        match (&self.password, &self.password_file) {
+            (Some(password), None) => Ok(password.clone()),
+            (None, Some(file)) => std::fs::read_to_string(file)
+                .map(|text| Secret(text.trim_end_matches(['\r', '\n']).to_owned()))
+                .map_err(|e| {
+                    Error::Config(format!(
+                        "kafka.sasl.password_file: cannot read {}: {e}",
+                        file.display()
+                    ))
+                }),
+            (Some(_), Some(_)) => Err(Error::Config(
+                "kafka.sasl.password_file: give password or password_file, not both".into(),
+            )),
+            (None, None) => Err(Error::Config(
+                "kafka.sasl.password: missing (or set kafka.sasl.password_file)".into(),
+            )),
+        }
+    }
+}
+
+/// Defaults and bounds for the topics of the namespace registry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicDefaults {
+    pub partitions: i32,
+    pub replication_factor: i32,
+    /// `retention.ms` of a new topic (`-1`: unlimited).
+    pub retention_ms: i64,
+    /// `retention.bytes` per partition of a new topic (`-1`: unlimited).
+    pub retention_bytes: i64,
+    /// Most partitions one topic may have.
+    pub max_partitions: i32,
+    /// The range of `retention.ms` a namespace's owners may set themselves (admins: any).
+    pub owner_min_retention_ms: i64,
+    pub owner_max_retention_ms: i64,
+    /// Largest `retention.bytes` owners may set (`-1`: no bound; unlimited stays admin-only).
+    pub owner_max_retention_bytes: i64,
+    /// Most index retention days owners may set.
+    pub owner_max_retention_days: i32,
+}
+
+impl Default for TopicDefaults {
+    fn default() -> Self {
+        TopicDefaults {
+            partitions: 3,
+            replication_factor: 1,
+            retention_ms: 7 * 86_400_000,
+            retention_bytes: -1,
+            max_partitions: 1_000,
+            owner_min_retention_ms: 3_600_000,
+            owner_max_retention_ms: 30 * 86_400_000,
+            owner_max_retention_bytes: -1,
+            owner_max_retention_days: 90,
+        }
+    }
+}
+
+/// Per-principal limits of the consume endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamLimits {
+    /// Streams one principal may have open at once; more answer 429.
+    pub max_concurrent_per_principal: usize,
+    /// Records per second one principal receives over all its streams (the stream slows
+    /// down to this; nothing is dropped).
+    pub max_records_per_second: u32,
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        StreamLimits {
+            max_concurrent_per_principal: 4,
+            max_records_per_second: 10_000,
+        }
+    }
+}
+
+/// The Kafka principals of the ACL plan (`User:name` as the broker sees them).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AclPrincipals {
+    /// The shippers' principal: WRITE on the topic prefix.
+    pub shipper: String,
+    /// This server's principal: READ on the topics and its consumer group.
+    pub server: String,
+    /// How a team's consumer principal is named; `{group}` is the namespace's owner group.
+    pub team_template: String,
+}
+
+impl Default for AclPrincipals {
+    fn default() -> Self {
+        AclPrincipals {
+            shipper: "User:bitesize-shipper".to_owned(),
+            server: "User:bitesize-server".to_owned(),
+            team_template: "User:{group}".to_owned(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -153,6 +341,7 @@ impl Default for Config {
             public_url: None,
             local_accounts: true,
             oidc: Vec::new(),
+            fleet: FleetConfig::default(),
         }
     }
 }
@@ -164,6 +353,11 @@ impl Default for KafkaConfig {
             group_id: "bitesize-indexer".to_owned(),
             topic_pattern: r"^logs\..*".to_owned(),
             topic_template: bitesize_record::DEFAULT_TOPIC_TEMPLATE.to_owned(),
+            tls: None,
+            sasl: None,
+            topics: TopicDefaults::default(),
+            stream: StreamLimits::default(),
+            acl: AclPrincipals::default(),
         }
     }
 }
@@ -408,7 +602,99 @@ impl Config {
         if self.retention.check_interval_secs == 0 {
             return bad("retention.check_interval_secs", "must be at least 1");
         }
+        if self.fleet.reconcile_interval_secs == 0 {
+            return bad("fleet.reconcile_interval_secs", "must be at least 1");
+        }
+        if self.fleet.status_interval_secs == 0 {
+            return bad("fleet.status_interval_secs", "must be at least 1");
+        }
+        if self.fleet.namespace.is_empty() {
+            return bad("fleet.namespace", "must name a namespace");
+        }
+        self.validate_kafka_security()?;
+        self.validate_kafka_topics()?;
         self.validate_sign_in()
+    }
+
+    /// TLS files exist, the SASL mechanism is known and its password is there.
+    fn validate_kafka_security(&self) -> Result<()> {
+        let bad = |key: &str, why: String| Err(Error::Config(format!("{key}: {why}")));
+        if let Some(tls) = &self.kafka.tls {
+            for (key, file) in [
+                ("kafka.tls.ca_file", &tls.ca_file),
+                ("kafka.tls.cert_file", &tls.cert_file),
+                ("kafka.tls.key_file", &tls.key_file),
+            ] {
+                if let Some(file) = file {
+                    if !file.is_file() {
+                        return bad(key, format!("{} does not exist", file.display()));
+                    }
+                }
+            }
+            match (&tls.cert_file, &tls.key_file) {
+                (Some(_), None) => {
+                    return bad("kafka.tls.key_file", "must be set with cert_file".into())
+                }
+                (None, Some(_)) => {
+                    return bad("kafka.tls.cert_file", "must be set with key_file".into())
+                }
+                _ => {}
+            }
+        }
+        if let Some(sasl) = &self.kafka.sasl {
+            if !SASL_MECHANISMS.contains(&sasl.mechanism.as_str()) {
+                return bad(
+                    "kafka.sasl.mechanism",
+                    format!(
+                        "{:?} is not known: use {}",
+                        sasl.mechanism,
+                        SASL_MECHANISMS.join(", ")
+                    ),
+                );
+            }
+            if sasl.username.trim().is_empty() {
+                return bad("kafka.sasl.username", "must be set".into());
+            }
+            sasl.password()?;
+        }
+        Ok(())
+    }
+
+    fn validate_kafka_topics(&self) -> Result<()> {
+        let bad = |key: &str, why: &str| Err(Error::Config(format!("kafka.topics.{key}: {why}")));
+        let t = &self.kafka.topics;
+        if t.max_partitions < 1 {
+            return bad("max_partitions", "must be at least 1");
+        }
+        if t.partitions < 1 || t.partitions > t.max_partitions {
+            return bad("partitions", "must be between 1 and max_partitions");
+        }
+        if t.replication_factor < 1 {
+            return bad("replication_factor", "must be at least 1");
+        }
+        if t.retention_ms < -1 || t.retention_ms == 0 {
+            return bad("retention_ms", "must be positive, or -1 for unlimited");
+        }
+        if t.retention_bytes < -1 || t.retention_bytes == 0 {
+            return bad("retention_bytes", "must be positive, or -1 for unlimited");
+        }
+        if t.owner_min_retention_ms < 1 || t.owner_max_retention_ms < t.owner_min_retention_ms {
+            return bad(
+                "owner_max_retention_ms",
+                "owner_min_retention_ms must be at least 1 and at most owner_max_retention_ms",
+            );
+        }
+        if self.kafka.stream.max_concurrent_per_principal == 0 {
+            return Err(Error::Config(
+                "kafka.stream.max_concurrent_per_principal: must be at least 1".into(),
+            ));
+        }
+        if self.kafka.stream.max_records_per_second == 0 {
+            return Err(Error::Config(
+                "kafka.stream.max_records_per_second: must be at least 1".into(),
+            ));
+        }
+        Ok(())
     }
 
     pub fn index_dir(&self) -> PathBuf {

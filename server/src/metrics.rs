@@ -7,11 +7,31 @@ use std::sync::Arc;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NamespaceLabel {
     pub namespace: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabel {
+    pub namespace: String,
+    pub partition: i32,
+}
+
+/// The Kafka side of each registered namespace (set by `kafka::registry` when it looks).
+#[derive(Default)]
+pub struct KafkaMetrics {
+    pub partitions: Family<NamespaceLabel, Gauge>,
+    pub end_offset: Family<PartitionLabel, Gauge>,
+    pub lag_records: Family<NamespaceLabel, Gauge>,
+    pub lag_seconds: Family<NamespaceLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// 1 for a registry entry whose topic is missing in Kafka.
+    pub topic_missing: Family<NamespaceLabel, Gauge>,
+    /// Records sent by the consume endpoint.
+    pub streamed: Family<NamespaceLabel, Counter>,
 }
 
 /// Every metric the server exports, shared by the stages that update them.
@@ -28,6 +48,7 @@ pub struct Metrics {
     pub commits: Counter,
     /// Set while the ingest thread runs.
     pub ingest_running: AtomicBool,
+    pub kafka: KafkaMetrics,
 }
 
 impl Default for Metrics {
@@ -57,6 +78,37 @@ impl Default for Metrics {
             "Index commits, each with the Kafka offsets it holds",
             commits.clone(),
         );
+        let kafka = KafkaMetrics::default();
+        registry.register(
+            "kafka_partitions",
+            "Partitions of a namespace's topic",
+            kafka.partitions.clone(),
+        );
+        registry.register(
+            "kafka_end_offset",
+            "Next offset of each partition of a namespace's topic",
+            kafka.end_offset.clone(),
+        );
+        registry.register(
+            "kafka_lag_records",
+            "Records in a namespace's topic not yet indexed by this server",
+            kafka.lag_records.clone(),
+        );
+        registry.register(
+            "kafka_lag_seconds",
+            "Age of the oldest record in a namespace's topic not yet indexed",
+            kafka.lag_seconds.clone(),
+        );
+        registry.register(
+            "kafka_topic_missing",
+            "1 when a registered namespace's topic does not exist in Kafka",
+            kafka.topic_missing.clone(),
+        );
+        registry.register(
+            "stream_records",
+            "Records sent by the consume endpoint",
+            kafka.streamed.clone(),
+        );
         Metrics {
             registry,
             indexed,
@@ -64,6 +116,7 @@ impl Default for Metrics {
             redelivered,
             commits,
             ingest_running: AtomicBool::new(false),
+            kafka,
         }
     }
 }

@@ -62,14 +62,14 @@ async fn list_tokens(state: web::Data<AppState>, principal: Principal) -> Result
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
-struct CreateToken {
-    name: String,
-    role: String,
+pub(crate) struct CreateToken {
+    pub name: String,
+    pub role: String,
     /// Namespace patterns (admin and auditor tokens cover `*`).
     #[serde(default)]
-    namespaces: Vec<String>,
+    pub namespaces: Vec<String>,
     /// Lifetime like `30d`, `12h`; absent: no expiry.
-    expires_in: Option<String>,
+    pub expires_in: Option<String>,
 }
 
 /// A user creates a token for a subset of their own permissions.
@@ -80,12 +80,24 @@ async fn create_token(
     principal: Principal,
     body: web::Json<CreateToken>,
 ) -> Result<HttpResponse> {
+    let (secret, model) = issue_token(&state, &principal, body.into_inner()).await?;
+    Ok(HttpResponse::Created().json(
+        serde_json::json!({ "token": secret, "id": model.id, "note": "shown once: store it now" }),
+    ))
+}
+
+/// Creates (and audits) a token for `principal`: its secret, shown once, and its row.
+pub(crate) async fn issue_token(
+    state: &AppState,
+    principal: &Principal,
+    body: CreateToken,
+) -> Result<(String, tokens::Model)> {
     if principal.token.is_some() {
         return Err(Error::Forbidden(
             "tokens cannot create tokens; sign in to create one".into(),
         ));
     }
-    let scope = authz::scope_for(&state.db, &principal).await?;
+    let scope = authz::scope_for(&state.db, principal).await?;
     let role = Role::parse(&body.role)?;
     let patterns = match role {
         Role::Admin | Role::Auditor => vec![Pattern::parse("*")?],
@@ -127,16 +139,14 @@ async fn create_token(
     };
     let (secret, model) = tokens::create(&state.db, new).await?;
     change(
-        &state,
+        state,
         &principal.user,
         "token.create",
         vec![],
         serde_json::json!({ "id": model.id, "name": model.name, "role": model.role }),
     )
     .await?;
-    Ok(HttpResponse::Created().json(
-        serde_json::json!({ "token": secret, "id": model.id, "note": "shown once: store it now" }),
-    ))
+    Ok((secret, model))
 }
 
 /// Whether `scope` holds `role` over every one of `patterns`.
@@ -179,18 +189,27 @@ async fn revoke_token(
     principal: Principal,
     id: web::Path<i64>,
 ) -> Result<HttpResponse> {
-    let scope = authz::scope_for(&state.db, &principal).await?;
+    Ok(HttpResponse::Ok().json(revoke_token_as(&state, &principal, *id).await?))
+}
+
+/// Revokes (and audits) token `id`: one of the principal's own, or any for an admin.
+pub(crate) async fn revoke_token_as(
+    state: &AppState,
+    principal: &Principal,
+    id: i64,
+) -> Result<tokens::Model> {
+    let scope = authz::scope_for(&state.db, principal).await?;
     let owner = (!scope.is_admin()).then_some(principal.user.as_str());
-    let token = tokens::revoke(&state.db, *id, owner).await?;
+    let token = tokens::revoke(&state.db, id, owner).await?;
     change(
-        &state,
+        state,
         &principal.user,
         "token.revoke",
         vec![],
         serde_json::json!({ "id": token.id, "owner": token.user_name }),
     )
     .await?;
-    Ok(HttpResponse::Ok().json(token))
+    Ok(token)
 }
 
 #[utoipa::path(get, path = "/api/v1/bindings", tag = "access", security(("bearer" = []), ("session" = [])), responses((status = 200, description = "every role binding (admins)"), (status = 401, description = "not signed in", body = crate::error::ErrorBody), (status = 403, description = "not allowed", body = crate::error::ErrorBody)))]
@@ -208,16 +227,26 @@ async fn add_binding(
     principal: Principal,
     body: web::Json<NewBinding>,
 ) -> Result<HttpResponse> {
-    let binding = bindings::add(&state.db, body.into_inner(), &principal.user).await?;
+    let binding = add_binding_as(&state, &principal, body.into_inner()).await?;
+    Ok(HttpResponse::Created().json(binding))
+}
+
+/// Adds (and audits) a binding; the caller has checked that `principal` is an admin.
+pub(crate) async fn add_binding_as(
+    state: &AppState,
+    principal: &Principal,
+    binding: NewBinding,
+) -> Result<bindings::Model> {
+    let binding = bindings::add(&state.db, binding, &principal.user).await?;
     change(
-        &state,
+        state,
         &principal.user,
         "binding.create",
         vec![],
         serde_json::to_value(&binding).unwrap_or_default(),
     )
     .await?;
-    Ok(HttpResponse::Created().json(binding))
+    Ok(binding)
 }
 
 #[utoipa::path(delete, path = "/api/v1/bindings/{id}", tag = "access", security(("bearer" = []), ("session" = [])), params(("id" = i64, Path, description = "binding id")),
@@ -227,33 +256,64 @@ async fn remove_binding(
     principal: Principal,
     id: web::Path<i64>,
 ) -> Result<HttpResponse> {
-    let binding = bindings::remove(&state.db, *id).await?;
+    Ok(HttpResponse::Ok().json(remove_binding_as(&state, &principal, *id).await?))
+}
+
+/// Removes (and audits) binding `id`; the caller has checked that `principal` is an admin.
+pub(crate) async fn remove_binding_as(
+    state: &AppState,
+    principal: &Principal,
+    id: i64,
+) -> Result<bindings::Model> {
+    let binding = bindings::remove(&state.db, id).await?;
     change(
-        &state,
+        state,
         &principal.user,
         "binding.delete",
         vec![],
         serde_json::to_value(&binding).unwrap_or_default(),
     )
     .await?;
-    Ok(HttpResponse::Ok().json(binding))
+    Ok(binding)
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-struct AuditParams {
-    actor: Option<String>,
-    action: Option<String>,
-    namespace: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
-    limit: Option<u64>,
+pub(crate) struct AuditParams {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub namespace: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub limit: Option<u64>,
     /// Paging: the last id of the previous page.
-    before_id: Option<i64>,
+    pub before_id: Option<i64>,
+}
+
+impl AuditParams {
+    /// The filter these parameters ask for (empty text fields: no filter).
+    pub(crate) fn filter(&self) -> Result<audit::AuditFilter> {
+        let text = |v: &Option<String>| v.clone().filter(|t| !t.trim().is_empty());
+        let range = crate::search::TimeRange::parse(
+            text(&self.from).as_deref(),
+            text(&self.to).as_deref(),
+            chrono::Utc::now(),
+        )
+        .map_err(Error::BadRequest)?;
+        Ok(audit::AuditFilter {
+            actor: text(&self.actor),
+            action: text(&self.action),
+            namespace: text(&self.namespace),
+            from: range.from.map(chrono::DateTime::from_timestamp_nanos),
+            to: range.to.map(chrono::DateTime::from_timestamp_nanos),
+            before_id: self.before_id,
+            limit: self.limit.unwrap_or(audit::DEFAULT_LIST_LIMIT),
+        })
+    }
 }
 
 /// The CISO's view: admins and auditors only.
-async fn require_audit_reader(state: &AppState, principal: &Principal) -> Result<()> {
+pub(crate) async fn require_audit_reader(state: &AppState, principal: &Principal) -> Result<()> {
     let scope = authz::scope_for(&state.db, principal).await?;
     if scope.is_admin() || scope.grants().iter().any(|g| g.role == Role::Auditor) {
         Ok(())
@@ -272,22 +332,7 @@ async fn list_audit(
     params: web::Query<AuditParams>,
 ) -> Result<HttpResponse> {
     require_audit_reader(&state, &principal).await?;
-    let range = crate::search::TimeRange::parse(
-        params.from.as_deref(),
-        params.to.as_deref(),
-        chrono::Utc::now(),
-    )
-    .map_err(Error::BadRequest)?;
-    let filter = audit::AuditFilter {
-        actor: params.actor.clone(),
-        action: params.action.clone(),
-        namespace: params.namespace.clone(),
-        from: range.from.map(chrono::DateTime::from_timestamp_nanos),
-        to: range.to.map(chrono::DateTime::from_timestamp_nanos),
-        before_id: params.before_id,
-        limit: params.limit.unwrap_or(audit::DEFAULT_LIST_LIMIT),
-    };
-    let events = audit::list(&state.db, &filter).await?;
+    let events = audit::list(&state.db, &params.filter()?).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "events": events })))
 }
 

@@ -1,8 +1,12 @@
 //! The REST API under `/api/v1`, and the health endpoint.
 
 pub mod access;
+mod kafka_stream;
+pub mod namespaces_admin;
 mod openapi;
 mod stream;
+
+pub(crate) use stream::csv_cell;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -25,7 +29,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/tail", web::get().to(stream::tail))
         .route("/api/v1/namespaces", web::get().to(namespaces))
         .route("/api/v1/openapi.json", web::get().to(openapi::document))
-        .configure(access::routes);
+        .route("/api/v1/fleet", web::get().to(crate::fleet::api::status))
+        .route(
+            "/api/v1/admin/fleet/config",
+            web::get().to(crate::fleet::api::show_config),
+        )
+        .route(
+            "/api/v1/admin/fleet/config",
+            web::put().to(crate::fleet::api::update_config),
+        )
+        .configure(access::routes)
+        .configure(namespaces_admin::routes)
+        .configure(kafka_stream::routes);
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "the server answers")))]
@@ -47,6 +62,7 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 
 /// Prometheus text exposition (admins; point Prometheus at it with an admin API token).
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    namespaces_admin::refresh_kafka_metrics(&state).await;
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.metrics.encode())

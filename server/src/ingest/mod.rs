@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bitesize_record::{Mark, Record};
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -106,20 +105,20 @@ impl Ingest {
     /// Consumes and indexes until `shutdown` is set; blocking, run it on its own thread.
     pub fn run(self, shutdown: Arc<AtomicBool>) -> Result<()> {
         let positions: Positions = Arc::new(Mutex::new(self.registry.committed_offsets()?));
-        let consumer: BaseConsumer<IngestContext> = ClientConfig::new()
-            .set("bootstrap.servers", &self.config.kafka.brokers)
-            .set("group.id", &self.config.kafka.group_id)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("topic.metadata.refresh.interval.ms", "1000")
-            .set("partition.assignment.strategy", "range")
-            // A crashed indexer's partitions move on after 6 s, not Kafka's default 45 s.
-            .set("session.timeout.ms", "6000")
-            .set("heartbeat.interval.ms", "1500")
-            .create_with_context(IngestContext {
-                positions: positions.clone(),
-            })?;
+        let consumer: BaseConsumer<IngestContext> =
+            crate::kafka::client_config(&self.config.kafka)?
+                .set("group.id", &self.config.kafka.group_id)
+                .set("enable.auto.commit", "false")
+                .set("enable.auto.offset.store", "false")
+                .set("auto.offset.reset", "earliest")
+                .set("topic.metadata.refresh.interval.ms", "1000")
+                .set("partition.assignment.strategy", "range")
+                // A crashed indexer's partitions move on after 6 s, not Kafka's default 45 s.
+                .set("session.timeout.ms", "6000")
+                .set("heartbeat.interval.ms", "1500")
+                .create_with_context(IngestContext {
+                    positions: positions.clone(),
+                })?;
         consumer.subscribe(&[&self.config.kafka.topic_pattern])?;
         tracing::info!(pattern = %self.config.kafka.topic_pattern, "consuming");
         self.metrics.ingest_running.store(true, Ordering::SeqCst);

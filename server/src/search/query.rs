@@ -1002,6 +1002,72 @@ fn term_with_bytes(like: &Term, bytes: &[u8]) -> Term {
     term
 }
 
+/// Evaluates a query against records that are not in any index (the consume endpoint's
+/// `q`): the records of a batch go into a small in-memory index with the shared schema and
+/// the parsed query runs over it, so a filter means exactly what the same search means.
+pub struct RecordFilter {
+    index: Index,
+    fields: Fields,
+    query: Box<dyn Query>,
+    writer: tantivy::IndexWriter<tantivy::TantivyDocument>,
+}
+
+/// Memory of a filter's in-memory index writer (Tantivy's minimum is 15 MB).
+const FILTER_WRITER_BYTES: usize = 15_000_000;
+
+impl RecordFilter {
+    /// Parses `text` (the search language); `None` for an empty query, which keeps all.
+    pub fn new(text: &str) -> std::result::Result<Option<RecordFilter>, QueryError> {
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        let (schema, fields) = super::schema::schema();
+        let index = Index::create_in_ram(schema);
+        let query = parse(text, &index, &fields)?;
+        let writer = index
+            .writer_with_num_threads(1, FILTER_WRITER_BYTES)
+            .map_err(|e| QueryError::new(format!("cannot prepare the filter: {e}"), 0))?;
+        Ok(Some(RecordFilter {
+            index,
+            fields,
+            query,
+            writer,
+        }))
+    }
+
+    /// Which of `records` (each with its resolved time in nanoseconds) match, in order.
+    pub fn matches(
+        &mut self,
+        records: &[(&bitesize_record::Record, i64)],
+    ) -> tantivy::Result<Vec<bool>> {
+        use super::schema::{document, Origin};
+        self.writer.delete_all_documents()?;
+        for (position, (record, time_nanos)) in records.iter().enumerate() {
+            // The batch position stands in for the offset, to map hits back.
+            let origin = Origin {
+                partition: 0,
+                offset: position as i64,
+            };
+            self.writer
+                .add_document(document(&self.fields, record, *time_nanos, origin))?;
+        }
+        self.writer.commit()?;
+        let reader = self.index.reader()?;
+        let searcher = reader.searcher();
+        let mut keep = vec![false; records.len()];
+        let hits = searcher.search(self.query.as_ref(), &tantivy::collector::DocSetCollector)?;
+        for address in hits {
+            let segment = searcher.segment_reader(address.segment_ord);
+            if let Some(position) = segment.fast_fields().u64("offset")?.first(address.doc_id) {
+                if let Some(slot) = keep.get_mut(position as usize) {
+                    *slot = true;
+                }
+            }
+        }
+        Ok(keep)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -1188,6 +1254,60 @@ mod tests {
     }
 
     const ALL: [u64; 6] = [0, 1, 2, 3, 4, 5];
+
+    #[test]
+    fn record_filter_agrees_with_search() {
+        let fixture = fixture();
+        let records: Vec<Record> = docs()
+            .into_iter()
+            .map(|doc| {
+                let mut record = Record {
+                    log: doc.log.into(),
+                    stream: doc.stream.into(),
+                    ..Record::default()
+                };
+                record.kubernetes.pod_name = doc.pod.into();
+                record.kubernetes.container_name = doc.container.into();
+                record.kubernetes.host = doc.node.into();
+                record.kubernetes.container_image = doc.image.into();
+                record.kubernetes.namespace_name = doc.namespace.into();
+                record.kubernetes.labels = doc
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<BTreeMap<_, _>>();
+                record.fields = doc.fields.as_object().cloned();
+                record
+            })
+            .collect();
+        let batch: Vec<(&Record, i64)> = records.iter().map(|r| (r, 1_000)).collect();
+        assert!(
+            RecordFilter::new("  ").unwrap().is_none(),
+            "empty keeps all"
+        );
+        for query in [
+            "error",
+            "stream:stderr",
+            "NOT error",
+            "pod:web-*",
+            "error OR timeout",
+        ] {
+            let mut filter = RecordFilter::new(query).unwrap().unwrap();
+            // Twice: each batch is evaluated on its own.
+            for _ in 0..2 {
+                let kept: Vec<u64> = filter
+                    .matches(&batch)
+                    .unwrap()
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, keep)| **keep)
+                    .map(|(i, _)| i as u64)
+                    .collect();
+                assert_eq!(kept, fixture.hits(query), "{query}");
+            }
+        }
+        assert!(RecordFilter::new("pod:(").is_err());
+    }
 
     #[test]
     fn empty_query_matches_everything() {

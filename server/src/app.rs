@@ -104,16 +104,5 @@ pub async fn serve(config: Config, shutdown: Arc<AtomicBool>) -> Result<()> {
     }
 }
 
-/// Sets `flag` on SIGINT or SIGTERM.
-pub fn stop_on_signal(flag: Arc<AtomicBool>) {
-    tokio::spawn(async move {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-        }
-        tracing::info!("stop requested");
-        flag.store(true, Ordering::SeqCst);
-    });
-}
+/// Ctrl-C or SIGTERM sets the flag (the same handling as the shipper).
+pub use bitesize_shipper::stop_on_signal;

@@ -4,7 +4,7 @@
 
 use leptos::prelude::*;
 
-use crate::search::urlencode;
+use crate::search::{href, urlencode};
 use crate::{Header, Viewer};
 
 /// One role binding.
@@ -93,17 +93,7 @@ impl AuditQuery {
             ("from", self.from.as_str()),
             ("to", self.to.as_str()),
         ];
-        let query: Vec<String> = pairs
-            .iter()
-            .chain(extra)
-            .filter(|(_, v)| !v.is_empty())
-            .map(|(k, v)| format!("{k}={}", urlencode(v)))
-            .collect();
-        if query.is_empty() {
-            path.to_owned()
-        } else {
-            format!("{path}?{}", query.join("&"))
-        }
+        href(path, &pairs, extra)
     }
 }
 

@@ -96,6 +96,21 @@ pub const PRESETS: [(&str, &str); 4] = [
     ("7 d", "now-7d"),
 ];
 
+/// `path?k=v&…` over `pairs` then `extra`, empty values left out, values URL-encoded.
+pub fn href(path: &str, pairs: &[(&str, &str)], extra: &[(&str, &str)]) -> String {
+    let query: Vec<String> = pairs
+        .iter()
+        .chain(extra)
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| format!("{k}={}", urlencode(v)))
+        .collect();
+    if query.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{}", query.join("&"))
+    }
+}
+
 /// Percent-encodes everything but unreserved characters (for query strings).
 pub fn urlencode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -130,17 +145,7 @@ impl Selection {
             ("to", self.to.as_str()),
             ("reason", self.reason.as_str()),
         ];
-        let query: Vec<String> = pairs
-            .iter()
-            .chain(extra)
-            .filter(|(_, v)| !v.is_empty())
-            .map(|(k, v)| format!("{k}={}", urlencode(v)))
-            .collect();
-        if query.is_empty() {
-            path.to_owned()
-        } else {
-            format!("{path}?{}", query.join("&"))
-        }
+        href(path, &pairs, extra)
     }
 
     fn with_range(&self, from: &str, to: &str) -> Selection {

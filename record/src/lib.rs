@@ -58,6 +58,10 @@ pub struct Record {
     /// Marks put on a record that could not be read cleanly: it is kept, never dropped.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub marks: Vec<Mark>,
+    /// Any other top-level field (added by the shipper's `transforms`, or by another
+    /// producer), kept as it came so nothing is lost on the way to the index.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -82,6 +86,10 @@ pub struct Kubernetes {
     pub host: String,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Any other metadata (`annotations`, `owner`, `namespace_labels`,
+    /// `metadata_unavailable`, ...), kept as it came.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Why a record is not a clean copy of what the container wrote.
@@ -162,6 +170,22 @@ mod tests {
         assert_eq!(record.log, "hello");
         assert_eq!(record.time, None);
         assert_eq!(record.kubernetes.labels["app"], "x");
+    }
+
+    #[test]
+    fn fields_this_crate_does_not_name_survive_a_round_trip() {
+        let raw = br#"{"log":"x","stream":"stdout","team":"payments",
+            "kubernetes":{"namespace_name":"shop","pod_name":"p","container_name":"c",
+            "annotations":{"a":"1"},"owner":{"kind":"ReplicaSet","name":"web-1"},
+            "metadata_unavailable":true}}"#;
+        let record = Record::decode(raw).unwrap();
+        assert_eq!(record.extra["team"], "payments");
+        assert_eq!(record.kubernetes.extra["owner"]["kind"], "ReplicaSet");
+        let again: serde_json::Value = serde_json::from_slice(&record.encode()).unwrap();
+        assert_eq!(again["team"], "payments");
+        assert_eq!(again["kubernetes"]["annotations"]["a"], "1");
+        assert_eq!(again["kubernetes"]["metadata_unavailable"], true);
+        assert_eq!(again["kubernetes"]["namespace_name"], "shop");
     }
 
     #[test]

@@ -854,3 +854,167 @@ fn shipper_bin() -> PathBuf {
     );
     path
 }
+
+/// The fields where the chart's shipper objects and the fleet manager's differ on purpose,
+/// as (kind, JSON pointer, reason). Everything else of the five objects must be equal.
+const BY_DESIGN: &[(&str, &str, &str)] = &[
+    (
+        "*",
+        "/metadata/labels",
+        "Helm adds its own labels (helm.sh/chart, instance, version, managed-by Helm) and the \
+         fleet says managed-by bitesize; the labels that matter are compared one by one",
+    ),
+    (
+        "ConfigMap",
+        "/metadata/annotations",
+        "the fleet's config version; the chart has no config versions (a Helm upgrade is one)",
+    ),
+    (
+        "ConfigMap",
+        "/data/config-version",
+        "the file the shipper reports its config version from: fleet only (a chart-managed \
+         shipper reports 0)",
+    ),
+    (
+        "DaemonSet",
+        "/spec/template/metadata/labels",
+        "as /metadata/labels: compared one by one below",
+    ),
+    (
+        "DaemonSet",
+        "/spec/template/metadata/annotations",
+        "the chart rolls the pods on a checksum of the keys the shipper cannot reload; the \
+         fleet annotates the config and shipper versions of the last rollout",
+    ),
+];
+
+/// The labels both sides must set alike: the selector (`name`), and what dashboards and
+/// `kubectl -l` filter on.
+const LABELS_THAT_MATTER: [&str; 3] = [
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/component",
+    "app.kubernetes.io/part-of",
+];
+
+fn remove_pointer(value: &mut serde_json::Value, pointer: &str) -> bool {
+    let (parent, key) = pointer.rsplit_once('/').expect("a JSON pointer");
+    value
+        .pointer_mut(parent)
+        .and_then(serde_json::Value::as_object_mut)
+        .is_some_and(|map| map.remove(key).is_some())
+}
+
+/// The chart with `shipper.managedBy=chart` and the fleet manager's `Manifests::render`, on
+/// the same image, namespace and shipper config, render the same shipper objects but for
+/// the differences listed in [`BY_DESIGN`].
+#[test]
+fn chart_shipper_manifests_agree_with_the_fleet_manager() {
+    use bitesize_server::fleet::render::{self, Manifests};
+    use bitesize_server::fleet::settings::FleetSettings;
+    use serde_json::json;
+
+    let version = "9.8.7";
+    let tag = format!("shipper.image.tag={version}");
+    let docs = documents(&render(None, &["shipper.managedBy=chart", &tag]));
+    let chart_config = get(&docs, "ConfigMap", render::NAME);
+    // The same config as the chart's: the fleet takes it as its desired state.
+    let mut settings = FleetSettings::defaults("unused:9092", "unused.{namespace}");
+    settings.config = text(&chart_config["data"][render::CONFIG_FILE], "shipper.yaml").to_owned();
+    settings.version = version.to_owned();
+    assert_eq!(
+        settings.image, "ghcr.io/bitesize/bitesize-shipper",
+        "the chart's default shipper.image.repository is the fleet's default image"
+    );
+    let fleet = Manifests::render(&settings, "logs");
+
+    for (kind, fleet_object) in fleet.in_order() {
+        let chart_object = get(&docs, kind, render::NAME);
+        let mut chart_object = serde_json::to_value(chart_object).expect("YAML as JSON");
+        let mut fleet_object = fleet_object.clone();
+
+        let labels = |object: &serde_json::Value, pointer: &str| {
+            let labels = object.pointer(pointer).cloned().unwrap_or(json!({}));
+            LABELS_THAT_MATTER
+                .map(|label| (label, labels[label].clone()))
+                .to_vec()
+        };
+        let mut label_pointers = vec!["/metadata/labels"];
+        if kind == "DaemonSet" {
+            label_pointers.push("/spec/template/metadata/labels");
+        }
+        for pointer in label_pointers {
+            let chart_labels = labels(&chart_object, pointer);
+            assert!(
+                chart_labels.iter().all(|(_, v)| v.is_string()),
+                "{kind} {pointer}: {chart_labels:?}"
+            );
+            assert_eq!(
+                chart_labels,
+                labels(&fleet_object, pointer),
+                "{kind} {pointer}"
+            );
+        }
+
+        for (on, pointer, reason) in BY_DESIGN {
+            if *on != "*" && *on != kind {
+                continue;
+            }
+            // A listed difference that no longer exists must leave the list.
+            let in_chart = remove_pointer(&mut chart_object, pointer);
+            let in_fleet = remove_pointer(&mut fleet_object, pointer);
+            assert!(
+                in_chart || in_fleet,
+                "{kind} {pointer} is listed as a difference ({reason}) but neither side has it"
+            );
+        }
+        assert_eq!(
+            chart_object,
+            fleet_object,
+            "{kind}: the chart and the fleet manager disagree:\nchart: {}\nfleet: {}",
+            serde_json::to_string_pretty(&chart_object).unwrap(),
+            serde_json::to_string_pretty(&fleet_object).unwrap(),
+        );
+    }
+
+    // What the comparison above covers, spelled out (so that a change making both sides
+    // wrong alike is caught too).
+    let pod = &fleet.daemon_set["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(
+        fleet.cluster_role["rules"],
+        json!([{ "apiGroups": [""], "resources": ["pods", "namespaces"], "verbs": ["get", "list", "watch"] }])
+    );
+    assert_eq!(pod["serviceAccountName"], render::NAME);
+    assert_eq!(
+        fleet.daemon_set["spec"]["selector"]["matchLabels"],
+        json!({ "app.kubernetes.io/name": render::NAME })
+    );
+    assert_eq!(
+        render::pod_selector(),
+        format!("app.kubernetes.io/name={}", render::NAME),
+        "the fleet's status finds the chart's pods too"
+    );
+    assert_eq!(
+        container["image"],
+        format!("ghcr.io/bitesize/bitesize-shipper:{version}")
+    );
+    assert_eq!(
+        container["env"][0],
+        json!({ "name": "NODE_NAME", "valueFrom": { "fieldRef": { "fieldPath": "spec.nodeName" } } })
+    );
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(
+        container["livenessProbe"]["httpGet"],
+        json!({ "path": "/healthz", "port": "metrics" })
+    );
+    assert_eq!(
+        container["readinessProbe"]["httpGet"],
+        json!({ "path": "/readyz", "port": "metrics" })
+    );
+    assert_eq!(pod["initContainers"][0]["name"], "checkpoint-owner");
+    assert_eq!(
+        fleet.daemon_set["spec"]["updateStrategy"]["type"],
+        "RollingUpdate"
+    );
+}

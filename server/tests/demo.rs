@@ -113,6 +113,40 @@ async fn demo_serves_every_namespace_within_ten_seconds_and_stops_cleanly() {
     };
     assert_eq!(status, 200, "{body}");
 
+    // No cluster in the demo: the fleet status shows its local shipper as the one node,
+    // ready, with lines/s scraped from the shipper's /metrics.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let fleet = loop {
+        let fleet: serde_json::Value = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{port}/api/v1/fleet"))
+            .bearer_auth(DEMO_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let node = &fleet["clusters"][0]["nodes"][0];
+        if node["ready"] == true && node["lines_per_second"].as_f64().is_some_and(|l| l > 0.0) {
+            break fleet;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the demo's shipper ready with lines/s in /api/v1/fleet within 30 s: {fleet:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let clusters = fleet["clusters"].as_array().unwrap();
+    assert_eq!(clusters.len(), 1, "{fleet:#}");
+    let nodes = clusters[0]["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 1, "one node: {fleet:#}");
+    assert_eq!(nodes[0]["node"], "demo-node", "{fleet:#}");
+    assert_eq!(nodes[0]["phase"], "Running", "{fleet:#}");
+    assert!(nodes[0]["metrics_error"].is_null(), "{fleet:#}");
+    assert_eq!(clusters[0]["totals"]["ready"], 1, "{fleet:#}");
+
     interrupt_and_wait(&mut demo, &data_dir.with_extension("log"));
     assert!(demo.wait().unwrap().success(), "demo exits 0 on Ctrl-C");
     assert!(

@@ -116,7 +116,7 @@ pub async fn run_with_reload(
     if let Some(path) = config_file {
         let (live_tx, live_rx) = std::sync::mpsc::channel();
         tailer = tailer.with_reload(live_rx);
-        let watcher = reload::ConfigWatcher::new(&path, config.clone(), live_tx);
+        let watcher = reload::ConfigWatcher::new(&path, config.clone(), live_tx, metrics.clone());
         let reload_shutdown = shutdown.clone();
         std::thread::spawn(move || watcher.run(reload_shutdown));
     }

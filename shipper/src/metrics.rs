@@ -30,6 +30,9 @@ pub struct Metrics {
     pub kubernetes_api_up: Gauge,
     pub files_followed: Gauge,
     pub in_flight_batches: Gauge,
+    /// The version in the `config-version` file next to the config file (written by the
+    /// server's fleet manager) of the config running; 0 when there is none.
+    pub config_version: Gauge,
     checkpoint_lag: Family<Labels, Gauge>,
     /// Bytes read and bytes checkpointed per file, turned into `checkpoint_lag` on scrape.
     offsets: Mutex<HashMap<FileId, FileOffsets>>,
@@ -61,6 +64,7 @@ impl Metrics {
             kubernetes_api_up: Gauge::default(),
             files_followed: Gauge::default(),
             in_flight_batches: Gauge::default(),
+            config_version: Gauge::default(),
             checkpoint_lag: Family::default(),
             offsets: Mutex::new(HashMap::new()),
             kafka_ready: AtomicBool::new(false),
@@ -125,6 +129,11 @@ impl Metrics {
             "in_flight_batches",
             "Batches read but not yet acknowledged and checkpointed",
             metrics.in_flight_batches.clone(),
+        );
+        registry.register(
+            "config_version",
+            "Version of the running config (the config-version file next to the config file; 0 when absent)",
+            metrics.config_version.clone(),
         );
         registry.register(
             "checkpoint_lag_bytes",
@@ -232,11 +241,16 @@ mod tests {
             "bitesize_shipper_marked_records_total{kind=\"invalid_utf8\"} 1",
             "bitesize_shipper_checkpoint_lag_bytes{path=\"/logs/a.log\"} 60",
             "bitesize_shipper_in_flight_batches 0",
+            "bitesize_shipper_config_version 0",
         ] {
             assert!(text.contains(expected), "{expected} in\n{text}");
         }
         metrics.file_forgotten(id);
         assert!(!metrics.encode().contains("a.log"));
         assert!(!metrics.ready());
+        metrics.config_version.set(42);
+        assert!(metrics.encode().contains(
+            "# TYPE bitesize_shipper_config_version gauge\nbitesize_shipper_config_version 42\n"
+        ));
     }
 }

@@ -6,6 +6,10 @@
 //!
 //! What changes live: `redact`, `transforms`, `include`, `exclude` (sent to the tailer as
 //! [`LiveSettings`]). Every other changed key is logged as needing a restart.
+//!
+//! The version of the running config, from a [`CONFIG_VERSION_FILE`] next to the config file
+//! (the fleet manager's ConfigMap has that key), is the gauge `bitesize_shipper_config_version`:
+//! read at start and at every accepted reload; 0 when there is no such file.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,12 +21,32 @@ use notify::{RecursiveMode, Watcher};
 
 use crate::config::Config;
 use crate::discover::Globs;
+use crate::metrics::Metrics;
 use crate::record_builder::Transforms;
 
 /// Keys applied without a restart.
 pub const LIVE_KEYS: [&str; 4] = ["redact", "transforms", "include", "exclude"];
 /// How often the file is read even without an inotify event.
 const POLL: Duration = Duration::from_secs(2);
+/// The file next to the config file holding its version (a whole number).
+pub const CONFIG_VERSION_FILE: &str = "config-version";
+
+/// The version in the [`CONFIG_VERSION_FILE`] next to `config_file`; 0 when there is none
+/// (a config not managed by the fleet), or when it is not a whole number (logged).
+pub fn read_config_version(config_file: &Path) -> i64 {
+    let path = config_file.with_file_name(CONFIG_VERSION_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text.trim().parse().unwrap_or_else(|e| {
+            tracing::warn!(path = %path.display(), error = %e, "config version is not a whole number; reporting 0");
+            0
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read the config version; reporting 0");
+            0
+        }
+    }
+}
 
 /// What the tailer takes from a reloaded config.
 pub struct LiveSettings {
@@ -34,15 +58,23 @@ pub struct ConfigWatcher {
     path: PathBuf,
     current: Config,
     tx: Sender<LiveSettings>,
+    metrics: Arc<Metrics>,
 }
 
 impl ConfigWatcher {
-    /// `current`: the config loaded from `path` at start.
-    pub fn new(path: &Path, current: Config, tx: Sender<LiveSettings>) -> ConfigWatcher {
+    /// `current`: the config loaded from `path` at start; its version goes to `metrics`.
+    pub fn new(
+        path: &Path,
+        current: Config,
+        tx: Sender<LiveSettings>,
+        metrics: Arc<Metrics>,
+    ) -> ConfigWatcher {
+        metrics.config_version.set(read_config_version(path));
         ConfigWatcher {
             path: path.to_owned(),
             current,
             tx,
+            metrics,
         }
     }
 
@@ -112,6 +144,8 @@ impl ConfigWatcher {
                 return true;
             }
         };
+        // Read with the config (a ConfigMap swaps both at once), reported once it is applied.
+        let version = read_config_version(&self.path);
         let (live, restart) = changed_keys(&self.current, &new);
         for key in &restart {
             tracing::warn!(key = %key, "config changed; takes effect after a restart");
@@ -144,6 +178,7 @@ impl ConfigWatcher {
         applied.include = new.include;
         applied.exclude = new.exclude;
         self.current = applied;
+        self.metrics.config_version.set(version);
         true
     }
 }
@@ -184,5 +219,59 @@ mod tests {
         let (live, restart) = changed_keys(&old, &new);
         assert_eq!(live, ["exclude", "redact"]);
         assert_eq!(restart, ["batch_records", "kafka"]);
+    }
+
+    fn version(metrics: &Metrics) -> String {
+        metrics
+            .encode()
+            .lines()
+            .find(|l| l.starts_with("bitesize_shipper_config_version "))
+            .expect("the config version gauge")
+            .to_owned()
+    }
+
+    /// The config version is read at start and at every reload that is applied; a
+    /// rejected config keeps the version of the running one; no file means 0.
+    #[test]
+    fn config_version_follows_the_applied_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shipper.yaml");
+        let versions = dir.path().join(CONFIG_VERSION_FILE);
+        std::fs::write(&path, "include: [\"/logs/*.log\"]\n").unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let (tx, rx) = std::sync::mpsc::channel();
+
+        // Without the file (a config not managed by the fleet): 0.
+        let config = Config::load(Some(&path)).unwrap();
+        ConfigWatcher::new(&path, config.clone(), tx.clone(), metrics.clone());
+        assert_eq!(version(&metrics), "bitesize_shipper_config_version 0");
+
+        std::fs::write(&versions, "7\n").unwrap();
+        let mut watcher = ConfigWatcher::new(&path, config, tx, metrics.clone());
+        assert_eq!(version(&metrics), "bitesize_shipper_config_version 7");
+
+        // A live change with version 8: applied, and reported.
+        std::fs::write(
+            &path,
+            "include: [\"/logs/*.log\"]\nexclude: [\"/logs/x*\"]\n",
+        )
+        .unwrap();
+        std::fs::write(&versions, "8").unwrap();
+        assert!(watcher.reload());
+        assert!(rx.try_recv().is_ok(), "the tailer gets the live change");
+        assert_eq!(version(&metrics), "bitesize_shipper_config_version 8");
+
+        // A config that does not load: the running one (8) stays.
+        std::fs::write(&path, "include: []\n").unwrap();
+        std::fs::write(&versions, "9").unwrap();
+        assert!(watcher.reload());
+        assert!(rx.try_recv().is_err());
+        assert_eq!(version(&metrics), "bitesize_shipper_config_version 8");
+
+        // A version that is not a number: 0, not a stale one.
+        std::fs::write(&path, "include: [\"/logs/*.log\"]\n").unwrap();
+        std::fs::write(&versions, "ten").unwrap();
+        assert!(watcher.reload());
+        assert_eq!(version(&metrics), "bitesize_shipper_config_version 0");
     }
 }

@@ -7,13 +7,14 @@ mod broker;
 mod supervisor;
 pub mod workload;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio::process::Command;
 
-use crate::config::Config;
+use crate::config::{Config, LocalShipper};
 use crate::{app, Error, Result};
 use broker::Broker;
 use supervisor::Supervised;
@@ -58,7 +59,16 @@ pub async fn run(mut config: Config, kafka: Option<String>) -> Result<()> {
     let workload =
         tokio::task::spawn_blocking(move || Workload::new(&workload_dir).run(workload_stop));
 
-    let shipper_config = write_shipper_config(&data, &config.kafka.brokers)?;
+    // The shipper's status endpoints on a free loopback port, scraped by the fleet status
+    // as the one node (no cluster is managed in the demo).
+    let shipper_listen = free_loopback_port()?;
+    let shipper_config = write_shipper_config(&data, &config.kafka.brokers, shipper_listen)?;
+    config.fleet.local_shipper = Some(LocalShipper {
+        node_name: DEMO_NODE.to_owned(),
+        metrics_url: Some(format!("http://{shipper_listen}/metrics")),
+    });
+    // lines/s needs two scrapes: soon after start, not a quarter minute later.
+    config.fleet.status_interval_secs = config.fleet.status_interval_secs.min(5);
     let shipper = Supervised::start(
         "shipper",
         data.join("logs").join("shipper.log"),
@@ -105,15 +115,25 @@ pub async fn run(mut config: Config, kafka: Option<String>) -> Result<()> {
     served
 }
 
-fn write_shipper_config(data: &Path, brokers: &str) -> Result<PathBuf> {
+/// The node name the demo's shipper reports, and the fleet status shows.
+const DEMO_NODE: &str = "demo-node";
+
+/// A loopback address no one listens on now (the OS picks the port; released for the
+/// shipper to bind).
+fn free_loopback_port() -> Result<SocketAddr> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map_err(|e| Error::Io("finding a free loopback port for the shipper".into(), e))
+}
+
+fn write_shipper_config(data: &Path, brokers: &str, listen: SocketAddr) -> Result<PathBuf> {
     let data = std::fs::canonicalize(data)
         .map_err(|e| Error::Io(format!("resolving {}", data.display()), e))?;
     let config = serde_json::json!({
         "include": [data.join("containers").join("*.log")],
-        // The demo's shipper status endpoints on a free loopback port.
-        "listen": "127.0.0.1:0",
+        "listen": listen.to_string(),
         "checkpoint_dir": data.join("shipper"),
-        "node_name": "demo-node",
+        "node_name": DEMO_NODE,
         "cluster": "demo",
         "kafka": { "brokers": brokers },
     });

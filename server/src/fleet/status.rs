@@ -167,7 +167,11 @@ impl NodeStatus {
                 .copied()
                 .unwrap_or(0.0) as u64,
         );
-        if let Some(version) = metrics.get("bitesize_shipper_config_version") {
+        // 0 means the shipper found no `config-version` file: it does not know its version.
+        if let Some(version) = metrics
+            .get("bitesize_shipper_config_version")
+            .filter(|v| **v > 0.0)
+        {
             self.config_version = Some(*version as i64);
             self.config_version_source = Some("metrics".into());
         }

@@ -634,6 +634,38 @@ async fn dashboard_in_a_real_browser() {
     assert!(page.text().await.unwrap().contains(&a));
     chrome.goto(&server.url("/namespaces")).await;
     chrome.screenshot("namespaces").await;
+
+    // The fleet page (no cluster here): edit the shipper config, preview the diff, save.
+    chrome.click("header nav a[href='/fleet']").await;
+    chrome.wait_url("/fleet").await;
+    assert!(chrome.text("main").await.contains("No cluster configured"));
+    let config = chrome
+        .execute("return document.getElementById('fleet-config').value")
+        .await;
+    let config = config.as_str().unwrap().to_owned();
+    let edited = config.replace(
+        "kafka:\n",
+        "kafka:\n  compression: lz4\n  topic_partitions: 6\n",
+    );
+    assert_ne!(edited, config, "{config}");
+    chrome.type_into("#fleet-config", &edited).await;
+    chrome.click("button[value=preview]").await;
+    assert!(
+        chrome
+            .wait_for(Duration::from_secs(10), "pre.diff", "+   compression: lz4")
+            .await,
+        "{}",
+        chrome.source().await
+    );
+    // The whole page from the top (the form answer scrolls to the editor).
+    chrome.execute("window.scrollTo(0, 0); return null").await;
+    chrome.screenshot("fleet").await;
+    chrome.click("button[value=save]").await;
+    chrome.wait_url("done=saved").await;
+    assert!(chrome
+        .text("main")
+        .await
+        .contains("config version is now 2"));
     chrome.sign_out().await;
 
     chrome.goto(&server.url("/search")).await;

@@ -767,3 +767,199 @@ async fn namespace_forms_create_change_and_delete() {
         "{html}"
     );
 }
+
+/// The value of `<textarea … name="{name}" …>…</textarea>`, unescaped.
+fn textarea(html: &str, name: &str) -> String {
+    let after = html
+        .split(&format!("name=\"{name}\""))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no textarea {name}: {html}"));
+    let text = after
+        .split_once('>')
+        .unwrap()
+        .1
+        .split("</textarea>")
+        .next()
+        .unwrap();
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&")
+}
+
+/// No Kubernetes cluster here: the page says so and still edits the desired state, which a
+/// cluster added later gets. (The node rows: `bitesize-web`'s unit test renders them; the
+/// status they show is `Fleet::status`, tested in `fleet.rs` against a fake API server.)
+#[tokio::test(flavor = "multi_thread")]
+async fn fleet_page_previews_and_saves_the_shipper_config() {
+    let root = tempfile::tempdir().unwrap();
+    let ns = format!("tf-{}", common::unique());
+    let server = Server::start(&root.path().join("data"), &ns, None);
+    let admin = server.admin_token.clone();
+    let env = &server.env;
+
+    // A viewer: no link, and the 403 page naming the role, for the page and the form.
+    cli(env, &["user", "add", "fay"], None);
+    cli(
+        env,
+        &[
+            "binding",
+            "add",
+            "--user",
+            "fay",
+            "--role",
+            "viewer",
+            "--pattern",
+            &ns,
+        ],
+        None,
+    );
+    let out = cli(
+        env,
+        &[
+            "token",
+            "create",
+            "--subject",
+            "fay",
+            "--role",
+            "viewer",
+            "--namespaces",
+            &ns,
+        ],
+        None,
+    );
+    let fay = out.lines().last().unwrap().to_owned();
+    assert!(!page(&server, "/search", &fay)
+        .await
+        .contains("href=\"/fleet\""));
+    let refused = server.get_as("/fleet", Some(&fay)).send().await.unwrap();
+    assert_eq!(refused.status(), 403);
+    let text = refused.text().await.unwrap();
+    assert!(
+        text.contains("/fleet: the shipper fleet needs the admin role"),
+        "{text}"
+    );
+    let refused = post_as(&server, "/fleet/config", &fay, &[("action", "save")]).await;
+    assert_eq!(refused.status(), 403);
+
+    // An admin: the link, no cluster, the editor holding the stored config.
+    let html = page(&server, "/fleet", &admin).await;
+    assert!(
+        html.contains(r#"<a href="/fleet" aria-current="page">Fleet</a>"#),
+        "{html}"
+    );
+    assert!(html.contains("No cluster configured"), "{html}");
+    assert!(html.contains("config version 1;"), "{html}");
+    let config = textarea(&html, "config");
+    assert!(
+        config.contains("kafka:") && config.contains("brokers:"),
+        "{config}"
+    );
+    let image = html.split("name=\"image\" value=\"").nth(1).unwrap();
+    let image = image.split('"').next().unwrap().to_owned();
+    let version = html.split("name=\"version\" value=\"").nth(1).unwrap();
+    let version = version.split('"').next().unwrap().to_owned();
+    let resources = textarea(&html, "resources");
+    let tolerations = textarea(&html, "tolerations");
+    assert!(
+        resources.contains("64Mi") && tolerations.contains("Exists"),
+        "{resources} {tolerations}"
+    );
+    let form = |action: &'static str, config: String, resources: String| {
+        vec![
+            ("action", action.to_owned()),
+            ("image", image.clone()),
+            ("version", version.clone()),
+            // As a browser sends a textarea: CR LF line ends.
+            ("config", config.replace('\n', "\r\n")),
+            ("resources", resources),
+            ("tolerations", tolerations.clone()),
+        ]
+    };
+    let post = |fields: Vec<(&'static str, String)>| {
+        let (server, admin) = (&server, admin.clone());
+        async move {
+            let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            post_as(server, "/fleet/config", &admin, &fields).await
+        }
+    };
+
+    // Unchanged: valid, nothing changes (CR LF from the browser is not a change).
+    let same = post(form("preview", config.clone(), resources.clone())).await;
+    assert_eq!(same.status(), 200);
+    assert!(same
+        .text()
+        .await
+        .unwrap()
+        .contains("Valid, and nothing changes."));
+
+    // A bad key: 400, the key named, the typed text kept.
+    let bad_config = format!("{config}kafkaa_typo: 1\n");
+    let bad = post(form("preview", bad_config, resources.clone())).await;
+    assert_eq!(bad.status(), 400);
+    let text = bad.text().await.unwrap();
+    assert!(
+        text.contains("class=\"error\"") && text.contains("kafkaa_typo"),
+        "{text}"
+    );
+    assert!(textarea(&text, "config").contains("kafkaa_typo: 1"));
+    let bad = post(form(
+        "save",
+        config.clone(),
+        "requests:\n  cpu: lots\n".into(),
+    ))
+    .await;
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().await.unwrap().contains("resources.requests.cpu"));
+
+    // A good change: the diff of the config text, and nothing stored by a preview.
+    let good_config = config.replace("kafka:\n", "kafka:\n  compression: lz4\n");
+    assert_ne!(
+        good_config, config,
+        "the default config has a kafka section"
+    );
+    let good = post(form("preview", good_config.clone(), resources.clone())).await;
+    assert_eq!(good.status(), 200);
+    let text = good.text().await.unwrap();
+    assert!(text.contains("Changes: config."), "{text}");
+    assert!(
+        text.contains("<span class=\"added\">+   compression: lz4"),
+        "{text}"
+    );
+    assert!(
+        text.contains("the shippers reload it without restarting"),
+        "{text}"
+    );
+    assert!(page(&server, "/fleet", &admin)
+        .await
+        .contains("config version 1;"));
+
+    // Save: the desired config version moves on, the API agrees, and it is audited.
+    let saved = post(form("save", good_config.clone(), resources.clone())).await;
+    assert_eq!(saved.status(), 303, "{:?}", saved.text().await);
+    assert_eq!(saved.headers()["location"], "/fleet?done=saved");
+    let html = page(&server, "/fleet?done=saved", &admin).await;
+    assert!(
+        html.contains("the desired config version is now 2"),
+        "{html}"
+    );
+    assert!(
+        html.contains("config version 2;") && html.contains("changed by"),
+        "{html}"
+    );
+    assert_eq!(textarea(&html, "config"), good_config);
+    let api: serde_json::Value = server
+        .get_as("/api/v1/admin/fleet/config", Some(&admin))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(api["config_version"], 2);
+    assert_eq!(api["config"], good_config.as_str());
+    let audit = page(&server, "/api/v1/audit?action=fleet.config.update", &admin).await;
+    assert!(audit.contains("config_sha256"), "{audit}");
+    let again = post(form("save", good_config, resources)).await;
+    assert_eq!(again.headers()["location"], "/fleet?done=unchanged");
+}

@@ -5,6 +5,7 @@
 
 use leptos::prelude::*;
 
+mod fleet;
 pub mod highlight;
 mod pages;
 mod search;
@@ -12,6 +13,11 @@ mod search;
 pub use pages::{
     AccessPage, AuditPage, AuditQuery, AuditRow, BindingRow, ChainStatus, ForbiddenPage,
     NamespaceRow, NamespacesPage, NewTokenSecret, TokenRow,
+};
+
+pub use fleet::{
+    line_diff, DiffKind, DiffLine, FleetCluster, FleetDesired, FleetForm, FleetNode, FleetPage,
+    FleetPreview,
 };
 
 pub use search::{
@@ -69,6 +75,13 @@ table.grid td { border-bottom:1px solid var(--line); padding:.3rem .4rem; vertic
 table.grid td.num { text-align:right; font-variant-numeric:tabular-nums; }
 table.grid tr.revoked { color:var(--muted); text-decoration:line-through; }
 .notice { color:var(--accent); font-weight:600; }
+.card textarea { width:100%; padding:.4rem .5rem; border:1px solid var(--line); border-radius:6px; background:var(--bg); color:var(--fg); }
+.card button.secondary { background:none; color:var(--accent); }
+.stale { color:#b26b00; font-weight:600; }
+tr.stale td { background:rgba(255,170,0,.08); }
+.ok { color:#2e9e5b; }
+pre.diff { margin:.3rem 0; padding:.5rem; background:var(--line); border-radius:6px; overflow-x:auto; }
+pre.diff .added { color:#2e9e5b; } pre.diff .removed { color:var(--err); } pre.diff .same { color:var(--muted); }
 .chain { padding:.5rem .8rem; border-radius:8px; font-weight:600; }
 .chain.ok { border:1px solid #2e9e5b; color:#2e9e5b; }
 .chain.broken { border:1px solid var(--err); color:var(--err); }
@@ -182,6 +195,14 @@ pub fn render_namespaces_page(page: NamespacesPage) -> String {
     )
 }
 
+/// `/fleet`: the shippers of every node and the editor of their settings.
+pub fn render_fleet_page(page: FleetPage) -> String {
+    document(
+        "Fleet",
+        Owner::new().with(|| view! { <fleet::FleetView page=page/> }.to_html()),
+    )
+}
+
 /// The 403 page.
 pub fn render_forbidden_page(page: ForbiddenPage) -> String {
     document(
@@ -280,7 +301,7 @@ pub fn render_signing_out_page(page: SigningOutPage) -> String {
     document("Signing out", format!("{refresh}{body}"))
 }
 
-fn escape_attribute(text: &str) -> String {
+pub(crate) fn escape_attribute(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('"', "&quot;")
         .replace('<', "&lt;")
@@ -313,6 +334,9 @@ pub(crate) fn Header(viewer: Viewer, current: &'static str) -> impl IntoView {
     ];
     if viewer.audit_reader {
         pages.push(("/audit", "Audit"));
+    }
+    if viewer.admin {
+        pages.push(("/fleet", "Fleet"));
     }
     let links = pages
         .into_iter()

@@ -46,6 +46,8 @@ pub const ROUTES: &[(&str, Access)] = &[
     ("/namespaces", Access::SignedIn),
     ("/namespaces/{name}/retention", Access::SignedIn),
     ("/namespaces/{name}/delete", Access::SignedIn),
+    ("/fleet", Access::SignedIn),
+    ("/fleet/config", Access::SignedIn),
     ("/api/v1/search", Access::SignedIn),
     ("/api/v1/histogram", Access::SignedIn),
     ("/api/v1/facets", Access::SignedIn),
@@ -187,6 +189,7 @@ mod tests {
             include_str!("../api/kafka_stream.rs"),
             include_str!("../dashboard/mod.rs"),
             include_str!("../dashboard/pages.rs"),
+            include_str!("../dashboard/fleet.rs"),
         ];
         let mut registered = Vec::new();
         for source in sources {

@@ -20,6 +20,7 @@ use crate::authz::{self, NamespaceScope, Principal};
 use crate::search::{self, TimeRange};
 use crate::{audit, db, Error, Result};
 
+mod fleet;
 mod pages;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -29,7 +30,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/login", web::get().to(login_page))
         .route("/auth/login", web::post().to(login))
         .route("/auth/logout", web::post().to(logout))
-        .configure(pages::routes);
+        .configure(pages::routes)
+        .configure(fleet::routes);
     // Single sign-on (handlers in auth::oidc), with the process's provider settings.
     cfg.app_data(web::Data::from(Sso::shared()));
     let (sso_login, sso_callback) = (

@@ -32,6 +32,16 @@ pub async fn update_config(
 ) -> Result<HttpResponse> {
     let change: FleetSettingsUpdate = serde_json::from_slice(&bytes)
         .map_err(|e| Error::BadRequest(format!("request body: {e}")))?;
+    Ok(HttpResponse::Ok().json(update_as(&state, &principal, change).await?))
+}
+
+/// Validates, stores and audits a change by `principal` (an admin: the caller checks); the
+/// API's `PUT` and the dashboard's `/fleet` editor both change the fleet through this.
+pub async fn update_as(
+    state: &AppState,
+    principal: &Principal,
+    change: FleetSettingsUpdate,
+) -> Result<FleetSettings> {
     let (settings, changed) = state.fleet.update(change, &principal.user).await?;
     if !changed.fields.is_empty() {
         // The config may hold Kafka credentials: the audit log gets its hash only.
@@ -57,5 +67,5 @@ pub async fn update_config(
         )
         .await?;
     }
-    Ok(HttpResponse::Ok().json(settings))
+    Ok(settings)
 }

@@ -307,13 +307,11 @@ impl Changed {
     }
 }
 
-/// Validates and stores a change; bumps the config version when the config changed, and
-/// records it as the template's when the pod template changes too.
-pub async fn update(
-    db: &DatabaseConnection,
-    current: FleetSettings,
+/// A change applied to `current` in memory: validated (errors name the key), with what it
+/// changes; nothing stored and no version bumped (the dashboard's preview, and [`update`]).
+pub fn merge(
+    current: &FleetSettings,
     change: FleetSettingsUpdate,
-    actor: &str,
 ) -> Result<(FleetSettings, Changed)> {
     let mut next = current.clone();
     if let Some(image) = change.image {
@@ -347,7 +345,18 @@ pub async fn update(
             fields.push(name);
         }
     }
-    let changed = Changed { fields };
+    Ok((next, Changed { fields }))
+}
+
+/// Validates and stores a change; bumps the config version when the config changed, and
+/// records it as the template's when the pod template changes too.
+pub async fn update(
+    db: &DatabaseConnection,
+    current: FleetSettings,
+    change: FleetSettingsUpdate,
+    actor: &str,
+) -> Result<(FleetSettings, Changed)> {
+    let (mut next, changed) = merge(&current, change)?;
     if changed.fields.is_empty() {
         return Ok((current, changed));
     }

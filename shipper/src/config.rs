@@ -9,6 +9,7 @@ use figment::providers::{Env, Format, Serialized, Yaml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::secret::Secret;
 use crate::{Error, Result};
 
 /// Where the kubelet links every container's log file.
@@ -186,8 +187,111 @@ pub struct KafkaConfig {
     pub create_topics: bool,
     /// Partitions of topics the shipper creates.
     pub topic_partitions: i32,
-    /// Extra librdkafka producer properties.
+    /// TLS to the brokers (`kafka.tls`); absent: plaintext. Same keys as the server's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<KafkaTls>,
+    /// SASL authentication (`kafka.sasl`); absent: none. Same keys as the server's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sasl: Option<KafkaSasl>,
+    /// Extra librdkafka producer properties (applied last, so they can override).
     pub properties: BTreeMap<String, String>,
+}
+
+/// TLS to Kafka. Files are PEM; the key may be encrypted with `key_password`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaTls {
+    /// CA certificates to trust (default: the system's).
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate, for mutual TLS (with `key_file`).
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub key_password: Option<Secret>,
+    /// Check the broker's host name against its certificate (default true).
+    pub verify_hostname: Option<bool>,
+}
+
+/// SASL to Kafka: `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`. The password comes from
+/// `password` (e.g. `BITESIZE_KAFKA__SASL__PASSWORD`) or from `password_file`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaSasl {
+    pub mechanism: String,
+    pub username: String,
+    pub password: Option<Secret>,
+    pub password_file: Option<PathBuf>,
+}
+
+/// The SASL mechanisms librdkafka is built with here.
+pub const SASL_MECHANISMS: [&str; 3] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+
+impl KafkaSasl {
+    /// The password, read from its file when it is given as one (trailing newline removed).
+    pub fn password(&self) -> Result<Secret> {
+        match (&self.password, &self.password_file) {
+            (Some(password), None) => Ok(password.clone()),
+            (None, Some(file)) => std::fs::read_to_string(file)
+                .map(|text| Secret::new(text.trim_end_matches(['\r', '\n'])))
+                .map_err(|e| {
+                    Error::Config(format!(
+                        "kafka.sasl.password_file: cannot read {}: {e}",
+                        file.display()
+                    ))
+                }),
+            (Some(_), Some(_)) => Err(Error::Config(
+                "kafka.sasl.password_file: give password or password_file, not both".into(),
+            )),
+            (None, None) => Err(Error::Config(
+                "kafka.sasl.password: missing (or set kafka.sasl.password_file)".into(),
+            )),
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// TLS files exist, the SASL mechanism is known and its password is there.
+    fn validate_security(&self) -> Result<()> {
+        let bad = |key: &str, why: String| Err(Error::Config(format!("{key}: {why}")));
+        if let Some(tls) = &self.tls {
+            for (key, file) in [
+                ("kafka.tls.ca_file", &tls.ca_file),
+                ("kafka.tls.cert_file", &tls.cert_file),
+                ("kafka.tls.key_file", &tls.key_file),
+            ] {
+                if let Some(file) = file {
+                    if !file.is_file() {
+                        return bad(key, format!("{} does not exist", file.display()));
+                    }
+                }
+            }
+            match (&tls.cert_file, &tls.key_file) {
+                (Some(_), None) => {
+                    return bad("kafka.tls.key_file", "must be set with cert_file".into())
+                }
+                (None, Some(_)) => {
+                    return bad("kafka.tls.cert_file", "must be set with key_file".into())
+                }
+                _ => {}
+            }
+        }
+        if let Some(sasl) = &self.sasl {
+            if !SASL_MECHANISMS.contains(&sasl.mechanism.as_str()) {
+                return bad(
+                    "kafka.sasl.mechanism",
+                    format!(
+                        "{:?} is not known: use {}",
+                        sasl.mechanism,
+                        SASL_MECHANISMS.join(", ")
+                    ),
+                );
+            }
+            if sasl.username.trim().is_empty() {
+                return bad("kafka.sasl.username", "must be set".into());
+            }
+            sasl.password()?;
+        }
+        Ok(())
+    }
 }
 
 impl Default for Config {
@@ -223,6 +327,8 @@ impl Default for KafkaConfig {
             compression: "zstd".to_owned(),
             create_topics: true,
             topic_partitions: 1,
+            tls: None,
+            sasl: None,
             properties: BTreeMap::new(),
         }
     }
@@ -343,6 +449,7 @@ impl Config {
         if self.kafka.topic_partitions < 1 {
             return bad("kafka.topic_partitions", "must be at least 1".into());
         }
+        self.kafka.validate_security()?;
         crate::transform::Redactor::new(&self.redact)?;
         crate::transform::FieldTransforms::new(&self.transforms)?;
         crate::multiline::MultilineRules::new(&self.multiline)?;
@@ -446,6 +553,98 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains("topic_template"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn sasl_password_from_env_or_file_never_in_debug() {
+        Jail::expect_with(|jail| {
+            jail.set_env("BITESIZE_KAFKA__SASL__PASSWORD", "env-s3cret");
+            let config = load_yaml(
+                jail,
+                "kafka:\n  sasl:\n    mechanism: SCRAM-SHA-256\n    username: shipper\n",
+            )
+            .unwrap();
+            let sasl = config.kafka.sasl.as_ref().unwrap();
+            assert_eq!(sasl.password().unwrap().expose(), "env-s3cret");
+            let debug = format!("{config:?}");
+            assert!(!debug.contains("env-s3cret"), "{debug}");
+            assert!(debug.contains("***"), "{debug}");
+            jail.clear_env();
+
+            jail.create_file("password", "file-s3cret\n").unwrap();
+            jail.create_file("key.pem", "k").unwrap();
+            jail.create_file("cert.pem", "c").unwrap();
+            let config = load_yaml(
+                jail,
+                "kafka:\n  tls:\n    cert_file: cert.pem\n    key_file: key.pem\n    \
+                 key_password: key-s3cret\n    verify_hostname: false\n  sasl:\n    \
+                 mechanism: PLAIN\n    username: shipper\n    password_file: password\n",
+            )
+            .unwrap();
+            let sasl = config.kafka.sasl.as_ref().unwrap();
+            assert_eq!(sasl.password().unwrap().expose(), "file-s3cret");
+            let tls = config.kafka.tls.as_ref().unwrap();
+            assert_eq!(tls.verify_hostname, Some(false));
+            let debug = format!("{config:?} {config:#?}");
+            assert!(!debug.contains("key-s3cret"), "{debug}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn tls_and_sasl_errors_name_the_key() {
+        Jail::expect_with(|jail| {
+            jail.create_file("password", "p").unwrap();
+            jail.create_file("cert.pem", "c").unwrap();
+            let sasl = |body: &str| format!("kafka:\n  sasl:\n    username: shipper\n{body}");
+            for (yaml, key, why) in [
+                (
+                    sasl("    mechanism: GSSAPI\n    password: p\n"),
+                    "kafka.sasl.mechanism",
+                    "GSSAPI",
+                ),
+                (
+                    sasl("    mechanism: PLAIN\n    password: p\n    password_file: password\n"),
+                    "kafka.sasl.password_file",
+                    "not both",
+                ),
+                (
+                    sasl("    mechanism: PLAIN\n"),
+                    "kafka.sasl.password",
+                    "missing",
+                ),
+                (
+                    sasl("    mechanism: PLAIN\n    password_file: nowhere\n"),
+                    "kafka.sasl.password_file",
+                    "nowhere",
+                ),
+                (
+                    "kafka:\n  sasl:\n    mechanism: PLAIN\n    password: p\n".to_owned(),
+                    "kafka.sasl.username",
+                    "must be set",
+                ),
+                (
+                    "kafka:\n  tls:\n    ca_file: missing-ca.pem\n".to_owned(),
+                    "kafka.tls.ca_file",
+                    "missing-ca.pem",
+                ),
+                (
+                    "kafka:\n  tls:\n    cert_file: cert.pem\n".to_owned(),
+                    "kafka.tls.key_file",
+                    "cert_file",
+                ),
+                (
+                    "kafka:\n  tls:\n    verify_hostnam: false\n".to_owned(),
+                    "verify_hostnam",
+                    "",
+                ),
+            ] {
+                let err = load_yaml(jail, &yaml).unwrap_err().to_string();
+                assert!(err.contains(key) && err.contains(why), "{yaml}: {err}");
+                assert!(!err.contains("password: p"), "{err}");
+            }
             Ok(())
         });
     }

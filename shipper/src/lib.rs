@@ -22,6 +22,7 @@ pub mod multiline;
 pub mod produce;
 pub mod record_builder;
 pub mod reload;
+pub mod secret;
 pub mod status_server;
 pub mod tail;
 pub mod transform;

@@ -14,7 +14,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use tokio::sync::mpsc::{Receiver, Sender};
 
 use crate::checkpoint::PendingBatch;
-use crate::config::Config;
+use crate::config::{Config, KafkaConfig};
 use crate::metrics::Metrics;
 use crate::{Batch, Error, Result};
 
@@ -42,19 +42,56 @@ impl FlushHandle {
     }
 }
 
+/// The producer's librdkafka settings: delivery guarantees, then TLS / SASL from
+/// `kafka.tls` / `kafka.sasl` (`security.protocol` follows which are set), then the free-form
+/// `kafka.properties`, which come last so they can override anything.
+pub fn client_config(kafka: &KafkaConfig) -> Result<ClientConfig> {
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", &kafka.brokers)
+        .set("enable.idempotence", "true")
+        .set("compression.codec", &kafka.compression)
+        .set("message.timeout.ms", "0")
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "10000");
+    let protocol = match (&kafka.tls, &kafka.sasl) {
+        (None, None) => "plaintext",
+        (Some(_), None) => "ssl",
+        (None, Some(_)) => "sasl_plaintext",
+        (Some(_), Some(_)) => "sasl_ssl",
+    };
+    client.set("security.protocol", protocol);
+    if let Some(tls) = &kafka.tls {
+        if let Some(ca) = &tls.ca_file {
+            client.set("ssl.ca.location", ca.display().to_string());
+        }
+        if let Some(cert) = &tls.cert_file {
+            client.set("ssl.certificate.location", cert.display().to_string());
+        }
+        if let Some(key) = &tls.key_file {
+            client.set("ssl.key.location", key.display().to_string());
+        }
+        if let Some(password) = &tls.key_password {
+            client.set("ssl.key.password", password.expose());
+        }
+        if tls.verify_hostname == Some(false) {
+            client.set("ssl.endpoint.identification.algorithm", "none");
+        }
+    }
+    if let Some(sasl) = &kafka.sasl {
+        client.set("sasl.mechanism", &sasl.mechanism);
+        client.set("sasl.username", &sasl.username);
+        client.set("sasl.password", sasl.password()?.expose());
+    }
+    for (key, value) in &kafka.properties {
+        client.set(key, value);
+    }
+    Ok(client)
+}
+
 impl Producer {
     pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Producer> {
-        let mut client = ClientConfig::new();
-        client
-            .set("bootstrap.servers", &config.kafka.brokers)
-            .set("enable.idempotence", "true")
-            .set("compression.codec", &config.kafka.compression)
-            .set("message.timeout.ms", "0")
-            .set("linger.ms", "20")
-            .set("batch.num.messages", "10000");
-        for (key, value) in &config.kafka.properties {
-            client.set(key, value);
-        }
+        let client = client_config(&config.kafka)?;
         let producer: FutureProducer = client.create()?;
         let admin = if config.kafka.create_topics {
             Some(client.create::<AdminClient<DefaultClientContext>>()?)
@@ -142,5 +179,92 @@ impl Producer {
         tracing::info!(topic, "topic ready");
         self.known_topics.insert(topic.to_owned());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{KafkaSasl, KafkaTls};
+    use crate::secret::Secret;
+
+    fn get(config: &ClientConfig, key: &str) -> Option<String> {
+        config.get(key).map(str::to_owned)
+    }
+
+    #[test]
+    fn security_protocol_and_properties_follow_tls_and_sasl() {
+        let mut kafka = KafkaConfig::default();
+        let plain = client_config(&kafka).unwrap();
+        assert_eq!(
+            get(&plain, "security.protocol").as_deref(),
+            Some("plaintext")
+        );
+        assert_eq!(get(&plain, "sasl.password"), None);
+        assert_eq!(get(&plain, "enable.idempotence").as_deref(), Some("true"));
+
+        kafka.tls = Some(KafkaTls {
+            ca_file: Some("/etc/ca.pem".into()),
+            cert_file: Some("/etc/client.pem".into()),
+            key_file: Some("/etc/client.key".into()),
+            key_password: Some(Secret::new("key-pass")),
+            verify_hostname: Some(false),
+        });
+        let tls = client_config(&kafka).unwrap();
+        assert_eq!(get(&tls, "security.protocol").as_deref(), Some("ssl"));
+        assert_eq!(get(&tls, "ssl.ca.location").as_deref(), Some("/etc/ca.pem"));
+        assert_eq!(
+            get(&tls, "ssl.certificate.location").as_deref(),
+            Some("/etc/client.pem")
+        );
+        assert_eq!(
+            get(&tls, "ssl.key.location").as_deref(),
+            Some("/etc/client.key")
+        );
+        assert_eq!(get(&tls, "ssl.key.password").as_deref(), Some("key-pass"));
+        assert_eq!(
+            get(&tls, "ssl.endpoint.identification.algorithm").as_deref(),
+            Some("none")
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("password");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        kafka.sasl = Some(KafkaSasl {
+            mechanism: "SCRAM-SHA-512".into(),
+            username: "shipper".into(),
+            password: None,
+            password_file: Some(file),
+        });
+        let both = client_config(&kafka).unwrap();
+        assert_eq!(get(&both, "security.protocol").as_deref(), Some("sasl_ssl"));
+        assert_eq!(
+            get(&both, "sasl.mechanism").as_deref(),
+            Some("SCRAM-SHA-512")
+        );
+        assert_eq!(get(&both, "sasl.username").as_deref(), Some("shipper"));
+        assert_eq!(get(&both, "sasl.password").as_deref(), Some("s3cret"));
+
+        kafka.tls = None;
+        kafka.sasl = Some(KafkaSasl {
+            mechanism: "PLAIN".into(),
+            username: "shipper".into(),
+            password: Some(Secret::new("inline")),
+            password_file: None,
+        });
+        kafka
+            .properties
+            .insert("sasl.mechanism".into(), "SCRAM-SHA-256".into());
+        let sasl = client_config(&kafka).unwrap();
+        assert_eq!(
+            get(&sasl, "security.protocol").as_deref(),
+            Some("sasl_plaintext")
+        );
+        assert_eq!(get(&sasl, "sasl.password").as_deref(), Some("inline"));
+        // Free-form properties come last and win.
+        assert_eq!(
+            get(&sasl, "sasl.mechanism").as_deref(),
+            Some("SCRAM-SHA-256")
+        );
     }
 }

@@ -35,6 +35,8 @@ struct Scene {
     port: u16,
     /// The broker the shipper and the test consumer use.
     brokers: String,
+    /// Extra librdkafka settings of the test consumer (e.g. SASL for an own broker).
+    consumer_properties: Vec<(String, String)>,
 }
 
 impl Scene {
@@ -60,6 +62,7 @@ impl Scene {
             namespace,
             port,
             brokers: kafka_bootstrap(),
+            consumer_properties: Vec::new(),
         }
     }
 
@@ -185,13 +188,16 @@ fn consume(
     done: impl Fn(&[serde_json::Value]) -> bool,
 ) -> Vec<serde_json::Value> {
     let topic = scene.topic();
-    let consumer: BaseConsumer = ClientConfig::new()
+    let mut client = ClientConfig::new();
+    client
         .set("bootstrap.servers", &scene.brokers)
         .set("group.id", format!("test-{}", scene.namespace))
         .set("enable.auto.commit", "false")
-        .set("allow.auto.create.topics", "false")
-        .create()
-        .unwrap();
+        .set("allow.auto.create.topics", "false");
+    for (key, value) in &scene.consumer_properties {
+        client.set(key, value);
+    }
+    let consumer: BaseConsumer = client.create().unwrap();
     let deadline = Instant::now() + timeout;
     // The shipper creates the topic when its first line appears.
     let partitions = loop {
@@ -660,6 +666,8 @@ struct OwnBroker {
     dir: tempfile::TempDir,
     port: u16,
     child: Option<Child>,
+    /// Require SASL logins (`--authentication`) from the next (re)start on.
+    authentication: bool,
 }
 
 impl OwnBroker {
@@ -676,6 +684,7 @@ impl OwnBroker {
             dir: tempfile::tempdir().unwrap(),
             port,
             child: None,
+            authentication: false,
         };
         broker.restart();
         broker
@@ -688,7 +697,8 @@ impl OwnBroker {
     fn restart(&mut self) {
         let url = format!("tcp://{}", self.address());
         let log = append_to(&self.dir.path().join("broker.log"));
-        let child = Command::new(&self.bin)
+        let mut command = Command::new(&self.bin);
+        command
             .args([
                 "broker",
                 "--listener-url",
@@ -700,9 +710,11 @@ impl OwnBroker {
             .args(["--group-initial-rebalance-delay", "0s"])
             .current_dir(self.dir.path())
             .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("start the broker");
+            .stderr(Stdio::from(log));
+        if self.authentication {
+            command.arg("--authentication");
+        }
+        let child = command.spawn().expect("start the broker");
         self.child = Some(child);
         let address: std::net::SocketAddr = self.address().parse().unwrap();
         wait_until("the broker to listen", Duration::from_secs(30), || {
@@ -888,4 +900,58 @@ fn run_enriches_records_from_the_kubernetes_api() {
     assert_eq!(k8s["labels"]["app"], "web");
     assert_eq!(k8s["host"], "test-node");
     drop(fake);
+}
+
+#[test]
+fn sasl_scram_login_ships_lines_and_never_logs_the_password() {
+    const PASSWORD: &str = "shipper-sasl-test-password";
+    let mut broker = OwnBroker::start();
+    // The user is made while the broker is open, then it restarts requiring logins.
+    let created = Command::new(&broker.bin)
+        .args(["user", "create", "--broker"])
+        .arg(format!("tcp://{}", broker.address()))
+        .args(["--mechanism", "scram512", "shipper", PASSWORD])
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{created:?}");
+    broker.stop();
+    broker.authentication = true;
+    broker.restart();
+    // Without a login the broker answers nothing, so lines arriving below prove the login.
+    let anonymous: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.address())
+        .create()
+        .unwrap();
+    assert!(anonymous
+        .fetch_metadata(None, Duration::from_secs(3))
+        .is_err());
+
+    let mut scene = Scene::new("sasl");
+    scene.brokers = broker.address();
+    scene.consumer_properties = [
+        ("security.protocol", "sasl_plaintext"),
+        ("sasl.mechanism", "SCRAM-SHA-512"),
+        ("sasl.username", "shipper"),
+        ("sasl.password", PASSWORD),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .to_vec();
+    let password_file = scene.root.path().join("kafka-password");
+    std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
+    // The base config ends inside `kafka:`.
+    let extra = format!(
+        "  sasl:\n    mechanism: SCRAM-SHA-512\n    username: shipper\n    password_file: {}\n",
+        password_file.display()
+    );
+    let shipper = scene.start_shipper(&extra);
+    let mut file = append_to(&scene.log_file("web-1"));
+    write_lines(&mut file, 0..2_000, None);
+    let duplicated = expect_all_lines(&scene, "sasl scram", 2_000);
+    assert_eq!(duplicated, 0);
+    drop(shipper);
+    let log = scene.shipper_log();
+    assert!(
+        !log.contains(PASSWORD),
+        "the password is in the log:\n{log}"
+    );
 }

@@ -163,8 +163,15 @@ impl Chrome {
         .collect()
     }
 
+    /// The first element matching `css`, waiting up to 10 s for it: after a click or a
+    /// form post the next page may still be loading.
     async fn find(&self, css: &str) -> String {
-        let found = self.find_all(css).await;
+        let mut found = self.find_all(css).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while found.is_empty() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            found = self.find_all(css).await;
+        }
         assert!(
             !found.is_empty(),
             "no {css} on {}: {}",

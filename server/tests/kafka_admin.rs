@@ -2,7 +2,8 @@
 //! deletes topics (checked in Kafka itself), adopts existing topics and flags missing ones;
 //! lag figures match what was produced and indexed; owners change only their retention;
 //! the ACL plan and its apply; TLS/SASL configuration errors name their key, and SASL/SCRAM
-//! logs in to a broker that requires it (its own nisshi, `--authentication`).
+//! logs in to a broker that requires it (its own nisshi, `--authentication`); TLS reaches a
+//! broker that only speaks TLS (its own nisshi, `--cert`) and a wrong CA fails in bounded time.
 
 mod common;
 
@@ -787,9 +788,12 @@ impl Drop for OwnBroker {
     }
 }
 
-fn own_broker(dir: &std::path::Path, port: u16, authentication: bool) -> OwnBroker {
+/// A nisshi of the test's own on `port`, storage in `dir`, with `extra` flags
+/// (`--authentication`; `--cert server.pem --key server.key` for TLS only: the listener URL
+/// keeps its `tcp://` scheme).
+fn own_broker(dir: &std::path::Path, port: u16, extra: &[&str]) -> OwnBroker {
     let bin = std::env::var("BITESIZE_BROKER_BIN").expect(
-        "this test starts its own broker with authentication: set BITESIZE_BROKER_BIN to nisshi (./scripts/test does)",
+        "this test starts its own broker: set BITESIZE_BROKER_BIN to nisshi (./scripts/test does)",
     );
     let url = format!("tcp://127.0.0.1:{port}");
     let mut command = Command::new(bin);
@@ -810,9 +814,7 @@ fn own_broker(dir: &std::path::Path, port: u16, authentication: bool) -> OwnBrok
         ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    if authentication {
-        command.arg("--authentication");
-    }
+    command.args(extra);
     let broker = OwnBroker(command.spawn().expect("start nisshi"));
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -827,7 +829,7 @@ async fn sasl_scram_reaches_a_broker_that_requires_it() {
     let dir = tempfile::tempdir().unwrap();
     let port = common::free_port();
     // The user is made while the broker is open, then it restarts requiring logins.
-    let setup = own_broker(dir.path(), port, false);
+    let setup = own_broker(dir.path(), port, &[]);
     let created = Command::new(std::env::var("BITESIZE_BROKER_BIN").unwrap())
         .args([
             "user",
@@ -840,7 +842,7 @@ async fn sasl_scram_reaches_a_broker_that_requires_it() {
         .unwrap();
     assert!(created.status.success(), "{created:?}");
     drop(setup);
-    let _broker = own_broker(dir.path(), port, true);
+    let _broker = own_broker(dir.path(), port, &["--authentication"]);
 
     let password_file = dir.path().join("kafka-password");
     std::fs::write(&password_file, "sasl-test-password\n").unwrap();
@@ -891,4 +893,240 @@ async fn sasl_scram_reaches_a_broker_that_requires_it() {
         "the broker never answered: {stderr}"
     );
     assert!(!stderr.contains("not-the-password"), "{stderr}");
+}
+
+/// Runs the `openssl` command line in `dir`; panics with its output when it fails.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let output = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("the openssl command line (needed to make test certificates)");
+    assert!(output.status.success(), "openssl {args:?}: {output:?}");
+}
+
+/// A self-signed CA `{name}.pem` / `{name}.key` in `dir`.
+fn test_ca(dir: &std::path::Path, name: &str) {
+    let (cert, key, subject) = (
+        format!("{name}.pem"),
+        format!("{name}.key"),
+        format!("/CN=Bitesize test {name}"),
+    );
+    openssl(
+        dir,
+        &[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-keyout", &key, "-out",
+            &cert, "-subj", &subject,
+        ],
+    );
+}
+
+/// A certificate `{name}.pem` signed by the CA `ca`, for `usage` (serverAuth or
+/// clientAuth), with its key `{name}.key`, encrypted with `password` when given.
+fn test_cert(dir: &std::path::Path, ca: &str, name: &str, usage: &str, password: Option<&str>) {
+    let (cert, key, csr, ext) = (
+        format!("{name}.pem"),
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.ext"),
+    );
+    let mut genkey = vec!["genpkey", "-algorithm", "RSA", "-out", &key];
+    let pass = password.map(|p| format!("pass:{p}"));
+    if let Some(pass) = &pass {
+        genkey.extend(["-aes256", "-pass", pass]);
+    }
+    openssl(dir, &genkey);
+    let subject = format!("/CN={name}");
+    let mut request = vec!["req", "-new", "-key", &key, "-out", &csr, "-subj", &subject];
+    if let Some(pass) = &pass {
+        request.extend(["-passin", pass]);
+    }
+    openssl(dir, &request);
+    std::fs::write(
+        dir.join(&ext),
+        format!(
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+             keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage={usage}\n"
+        ),
+    )
+    .unwrap();
+    let (ca_cert, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_cert,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            &cert,
+            "-extfile",
+            &ext,
+        ],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_reaches_a_broker_that_requires_it_and_a_wrong_ca_fails_in_bounded_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path();
+    test_ca(certs, "ca");
+    test_ca(certs, "other-ca");
+    test_cert(certs, "ca", "server", "serverAuth", None);
+    // A client certificate with an encrypted key: the server must unlock it with
+    // kafka.tls.key_password to make its clients at all.
+    test_cert(
+        certs,
+        "ca",
+        "client",
+        "clientAuth",
+        Some("tls-key-password"),
+    );
+    let port = common::free_port();
+    let _broker = own_broker(
+        certs,
+        port,
+        &["--cert", "server.pem", "--key", "server.key"],
+    );
+    let file = |name: &str| certs.join(name).display().to_string();
+
+    let prefix = format!("k6t{}", unique());
+    let settings = [
+        ("BITESIZE_KAFKA__BROKERS", format!("127.0.0.1:{port}")),
+        ("BITESIZE_KAFKA__TLS__CA_FILE", file("ca.pem")),
+        ("BITESIZE_KAFKA__TLS__CERT_FILE", file("client.pem")),
+        ("BITESIZE_KAFKA__TLS__KEY_FILE", file("client.key")),
+        (
+            "BITESIZE_KAFKA__TLS__KEY_PASSWORD",
+            "tls-key-password".to_owned(),
+        ),
+    ]
+    .map(|(k, v)| (k.to_owned(), v));
+    let (_data, server) = start(&prefix, &settings);
+    let name = format!("{prefix}-tls");
+    let topic = format!("logs.{name}");
+    let (status, body) = send(
+        &server,
+        reqwest::Method::POST,
+        "/api/v1/admin/namespaces",
+        &server.admin_token,
+        Some(json!({"name": name, "partitions": 1})),
+    )
+    .await;
+    assert_eq!(status, 201, "the admin client speaks TLS: {body}");
+
+    // Records produced over TLS (trusting only the test CA) are streamed back, indexed
+    // and counted in the lag figures: every Kafka client of the server speaks TLS.
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", format!("127.0.0.1:{port}"))
+        .set("security.protocol", "ssl")
+        .set("ssl.ca.location", file("ca.pem"))
+        .create()
+        .unwrap();
+    for i in 0..5 {
+        let payload = json!({"stream": "stdout", "log": format!("over-tls {i}"), "kubernetes": {"pod_name": "p", "container_name": "c"}}).to_string();
+        producer
+            .send(
+                FutureRecord::<(), _>::to(&topic).payload(&payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+    let (status, body) = server
+        .get_text(&format!(
+            "/api/v1/namespaces/{name}/stream?from=earliest&follow=false"
+        ))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("over-tls 0") && body.contains("over-tls 4") && body.contains("caught_up"),
+        "the stream reader speaks TLS: {body}"
+    );
+    assert_eq!(
+        server.wait_total(&name, 5, Duration::from_secs(60)).await,
+        5,
+        "the ingest consumer speaks TLS"
+    );
+    let (_, list) = server.get_json("/api/v1/admin/namespaces").await;
+    assert_eq!(lag_of(&list, &name)["records"], 5, "{list}");
+
+    drop(server);
+
+    // A server trusting another CA refuses the broker's certificate: creating a topic and
+    // streaming end with an error within the Kafka timeout, not a hang.
+    let mut wrong = settings.to_vec();
+    wrong.retain(|(k, _)| !k.starts_with("BITESIZE_KAFKA__TLS__"));
+    wrong.push((
+        "BITESIZE_KAFKA__TLS__CA_FILE".to_owned(),
+        file("other-ca.pem"),
+    ));
+    let (_data, server) = start(&prefix, &wrong);
+    let refused = format!("{prefix}-refused");
+    let started = Instant::now();
+    let (status, body) = send(
+        &server,
+        reqwest::Method::POST,
+        "/api/v1/admin/namespaces",
+        &server.admin_token,
+        Some(json!({"name": refused, "partitions": 1})),
+    )
+    .await;
+    let took = started.elapsed();
+    assert!(status >= 500, "{status}: {body}");
+    assert!(took < Duration::from_secs(45), "took {took:?}: {body}");
+    eprintln!("wrong CA, create: {status} after {took:?}: {body}");
+    let started = Instant::now();
+    let (status, body) = server
+        .get_text(&format!(
+            "/api/v1/namespaces/{name}/stream?from=earliest&follow=false"
+        ))
+        .await;
+    let took = started.elapsed();
+    assert!(!body.contains("over-tls"), "{status}: {body}");
+    assert!(took < Duration::from_secs(45), "took {took:?}: {body}");
+    eprintln!("wrong CA, stream: {status} after {took:?}: {body}");
+    // The server log says why: the broker's certificate, and the setting to check.
+    let log = std::fs::read_to_string(_data.path().join("data.server.log")).unwrap();
+    assert!(
+        log.contains("certificate verify failed") && log.contains("ssl.ca.location"),
+        "{log}"
+    );
+    eprintln!(
+        "wrong CA, server log: {} lines, {} naming the certificate",
+        log.lines().count(),
+        log.matches("certificate verify failed").count()
+    );
+
+    // Trusting only the system's CAs, the command line fails the same way.
+    let mut env = server.env.clone();
+    env.remove("BITESIZE_KAFKA__TLS__CA_FILE");
+    env.insert("BITESIZE_KAFKA__TLS__VERIFY_HOSTNAME".into(), "true".into());
+    let started = Instant::now();
+    let (ok, stdout, stderr) = bitesize(&env, &["kafka", "acls", "--apply"]);
+    let took = started.elapsed();
+    assert!(!ok, "{stdout}{stderr}");
+    assert!(took < Duration::from_secs(45), "took {took:?}: {stderr}");
+    assert!(
+        !stderr.contains("refused every ACL") && !stderr.contains("applied"),
+        "the broker never answered: {stderr}"
+    );
+    eprintln!("system CAs, acls --apply: failed after {took:?}: {stderr}");
+
+    // A wrong key password stops the Kafka clients from being made, and is never shown.
+    let mut env = server.env.clone();
+    env.insert("BITESIZE_KAFKA__TLS__CERT_FILE".into(), file("client.pem"));
+    env.insert("BITESIZE_KAFKA__TLS__KEY_FILE".into(), file("client.key"));
+    env.insert("BITESIZE_KAFKA__TLS__KEY_PASSWORD".into(), "not-it".into());
+    let (ok, _, stderr) = bitesize(&env, &["kafka", "acls", "--apply"]);
+    assert!(!ok);
+    assert!(stderr.contains("ssl.key.location"), "{stderr}");
+    assert!(!stderr.contains("not-it"), "{stderr}");
 }

@@ -137,16 +137,18 @@ impl Ingest {
         let mut dirty: HashSet<String> = HashSet::new();
         let mut known_namespaces: HashSet<String> = self.registry.names().into_iter().collect();
         let mut last_commit = Instant::now();
+        let mut errors = ConsumeErrors::default();
         while !shutdown.load(Ordering::SeqCst) {
             match consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(message)) => {
+                    errors.recovered();
                     if let Some(namespace) =
                         self.index_message(&message, positions, &mut known_namespaces)?
                     {
                         dirty.insert(namespace);
                     }
                 }
-                Some(Err(e)) => tracing::warn!(error = %e, "consume error"),
+                Some(Err(e)) => std::thread::sleep(errors.failed(&e.to_string())),
                 None => {}
             }
             if last_commit.elapsed() >= interval {
@@ -285,5 +287,68 @@ impl Ingest {
             tracing::warn!(error = %e, "kafka offset commit failed");
         }
         Ok(())
+    }
+}
+
+/// Consume errors that repeat (a broker that is down, a TLS handshake that keeps failing)
+/// are logged once and then every 30 s with a count, and polling backs off from 100 ms to
+/// 5 s, instead of a log line and a retry per poll.
+#[derive(Default)]
+struct ConsumeErrors {
+    last: Option<String>,
+    repeats: u64,
+    logged_at: Option<Instant>,
+    backoff: Duration,
+}
+
+impl ConsumeErrors {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(5);
+    const LOG_EVERY: Duration = Duration::from_secs(30);
+
+    /// Records a failed poll; returns how long to wait before the next.
+    fn failed(&mut self, error: &str) -> Duration {
+        let same = self.last.as_deref() == Some(error);
+        let due = self
+            .logged_at
+            .is_none_or(|at| at.elapsed() >= Self::LOG_EVERY);
+        if !same || due {
+            tracing::warn!(error, repeats = self.repeats, "consume error");
+            self.logged_at = Some(Instant::now());
+            self.repeats = 0;
+        } else {
+            self.repeats += 1;
+        }
+        self.last = Some(error.to_owned());
+        self.backoff = (self.backoff * 2).clamp(Self::FIRST, Self::MAX);
+        self.backoff
+    }
+
+    fn recovered(&mut self) {
+        if self.last.take().is_some() {
+            tracing::info!("consuming again");
+        }
+        self.backoff = Duration::ZERO;
+        self.repeats = 0;
+        self.logged_at = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_consume_errors_back_off_and_reset_on_success() {
+        let mut errors = ConsumeErrors::default();
+        let waits: Vec<Duration> = (0..8).map(|_| errors.failed("ssl handshake")).collect();
+        assert_eq!(waits[0], Duration::from_millis(100));
+        assert_eq!(waits[1], Duration::from_millis(200));
+        assert_eq!(*waits.last().unwrap(), Duration::from_secs(5));
+        assert_eq!(errors.repeats, 7, "one log line, seven repeats counted");
+        errors.failed("another error");
+        assert_eq!(errors.repeats, 0, "a new error is logged at once");
+        errors.recovered();
+        assert_eq!(errors.failed("ssl handshake"), Duration::from_millis(100));
     }
 }

@@ -147,22 +147,10 @@ impl OidcProvider {
     }
 }
 
+/// TLS and SASL to Kafka: the shipper's keys and checks, one vocabulary for both.
+pub use bitesize_shipper::kafka_security::{KafkaSasl, KafkaTls, SASL_MECHANISMS};
 /// A secret from configuration: usable, but never printed (`Debug` shows `***`).
-#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use bitesize_shipper::secret::Secret;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -185,57 +173,6 @@ pub struct KafkaConfig {
     pub stream: StreamLimits,
     /// Principals named in the ACL plan (`[kafka.acl]`).
     pub acl: AclPrincipals,
-}
-
-/// TLS to Kafka. Files are PEM; the key may be encrypted with `key_password`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct KafkaTls {
-    /// CA certificates to trust (default: the system's).
-    pub ca_file: Option<PathBuf>,
-    /// Client certificate, for mutual TLS (with `key_file`).
-    pub cert_file: Option<PathBuf>,
-    pub key_file: Option<PathBuf>,
-    pub key_password: Option<Secret>,
-    /// Check the broker's host name against its certificate (default true).
-    pub verify_hostname: Option<bool>,
-}
-
-/// SASL to Kafka: `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`. The password comes from
-/// `password` (e.g. `BITESIZE_KAFKA__SASL__PASSWORD`) or from `password_file`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct KafkaSasl {
-    pub mechanism: String,
-    pub username: String,
-    pub password: Option<Secret>,
-    pub password_file: Option<PathBuf>,
-}
-
-/// The SASL mechanisms librdkafka is built with here.
-pub const SASL_MECHANISMS: [&str; 3] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
-
-impl KafkaSasl {
-    /// The password, read from its file when it is given as one (trailing newline removed).
-    pub fn password(&self) -> Result<Secret> {
-        match (&self.password, &self.password_file) {
-            (Some(password), None) => Ok(password.clone()),
-            (None, Some(file)) => std::fs::read_to_string(file)
-                .map(|text| Secret(text.trim_end_matches(['\r', '\n']).to_owned()))
-                .map_err(|e| {
-                    Error::Config(format!(
-                        "kafka.sasl.password_file: cannot read {}: {e}",
-                        file.display()
-                    ))
-                }),
-            (Some(_), Some(_)) => Err(Error::Config(
-                "kafka.sasl.password_file: give password or password_file, not both".into(),
-            )),
-            (None, None) => Err(Error::Config(
-                "kafka.sasl.password: missing (or set kafka.sasl.password_file)".into(),
-            )),
-        }
-    }
 }
 
 /// Defaults and bounds for the topics of the namespace registry.
@@ -618,46 +555,11 @@ impl Config {
 
     /// TLS files exist, the SASL mechanism is known and its password is there.
     fn validate_kafka_security(&self) -> Result<()> {
-        let bad = |key: &str, why: String| Err(Error::Config(format!("{key}: {why}")));
-        if let Some(tls) = &self.kafka.tls {
-            for (key, file) in [
-                ("kafka.tls.ca_file", &tls.ca_file),
-                ("kafka.tls.cert_file", &tls.cert_file),
-                ("kafka.tls.key_file", &tls.key_file),
-            ] {
-                if let Some(file) = file {
-                    if !file.is_file() {
-                        return bad(key, format!("{} does not exist", file.display()));
-                    }
-                }
-            }
-            match (&tls.cert_file, &tls.key_file) {
-                (Some(_), None) => {
-                    return bad("kafka.tls.key_file", "must be set with cert_file".into())
-                }
-                (None, Some(_)) => {
-                    return bad("kafka.tls.cert_file", "must be set with key_file".into())
-                }
-                _ => {}
-            }
-        }
-        if let Some(sasl) = &self.kafka.sasl {
-            if !SASL_MECHANISMS.contains(&sasl.mechanism.as_str()) {
-                return bad(
-                    "kafka.sasl.mechanism",
-                    format!(
-                        "{:?} is not known: use {}",
-                        sasl.mechanism,
-                        SASL_MECHANISMS.join(", ")
-                    ),
-                );
-            }
-            if sasl.username.trim().is_empty() {
-                return bad("kafka.sasl.username", "must be set".into());
-            }
-            sasl.password()?;
-        }
-        Ok(())
+        bitesize_shipper::kafka_security::validate(
+            self.kafka.tls.as_ref(),
+            self.kafka.sasl.as_ref(),
+        )
+        .map_err(Error::Config)
     }
 
     fn validate_kafka_topics(&self) -> Result<()> {

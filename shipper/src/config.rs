@@ -9,7 +9,7 @@ use figment::providers::{Env, Format, Serialized, Yaml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
-use crate::secret::Secret;
+pub use crate::kafka_security::{KafkaSasl, KafkaTls, SASL_MECHANISMS};
 use crate::{Error, Result};
 
 /// Where the kubelet links every container's log file.
@@ -197,100 +197,10 @@ pub struct KafkaConfig {
     pub properties: BTreeMap<String, String>,
 }
 
-/// TLS to Kafka. Files are PEM; the key may be encrypted with `key_password`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct KafkaTls {
-    /// CA certificates to trust (default: the system's).
-    pub ca_file: Option<PathBuf>,
-    /// Client certificate, for mutual TLS (with `key_file`).
-    pub cert_file: Option<PathBuf>,
-    pub key_file: Option<PathBuf>,
-    pub key_password: Option<Secret>,
-    /// Check the broker's host name against its certificate (default true).
-    pub verify_hostname: Option<bool>,
-}
-
-/// SASL to Kafka: `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`. The password comes from
-/// `password` (e.g. `BITESIZE_KAFKA__SASL__PASSWORD`) or from `password_file`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct KafkaSasl {
-    pub mechanism: String,
-    pub username: String,
-    pub password: Option<Secret>,
-    pub password_file: Option<PathBuf>,
-}
-
-/// The SASL mechanisms librdkafka is built with here.
-pub const SASL_MECHANISMS: [&str; 3] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
-
-impl KafkaSasl {
-    /// The password, read from its file when it is given as one (trailing newline removed).
-    pub fn password(&self) -> Result<Secret> {
-        match (&self.password, &self.password_file) {
-            (Some(password), None) => Ok(password.clone()),
-            (None, Some(file)) => std::fs::read_to_string(file)
-                .map(|text| Secret::new(text.trim_end_matches(['\r', '\n'])))
-                .map_err(|e| {
-                    Error::Config(format!(
-                        "kafka.sasl.password_file: cannot read {}: {e}",
-                        file.display()
-                    ))
-                }),
-            (Some(_), Some(_)) => Err(Error::Config(
-                "kafka.sasl.password_file: give password or password_file, not both".into(),
-            )),
-            (None, None) => Err(Error::Config(
-                "kafka.sasl.password: missing (or set kafka.sasl.password_file)".into(),
-            )),
-        }
-    }
-}
-
 impl KafkaConfig {
-    /// TLS files exist, the SASL mechanism is known and its password is there.
     fn validate_security(&self) -> Result<()> {
-        let bad = |key: &str, why: String| Err(Error::Config(format!("{key}: {why}")));
-        if let Some(tls) = &self.tls {
-            for (key, file) in [
-                ("kafka.tls.ca_file", &tls.ca_file),
-                ("kafka.tls.cert_file", &tls.cert_file),
-                ("kafka.tls.key_file", &tls.key_file),
-            ] {
-                if let Some(file) = file {
-                    if !file.is_file() {
-                        return bad(key, format!("{} does not exist", file.display()));
-                    }
-                }
-            }
-            match (&tls.cert_file, &tls.key_file) {
-                (Some(_), None) => {
-                    return bad("kafka.tls.key_file", "must be set with cert_file".into())
-                }
-                (None, Some(_)) => {
-                    return bad("kafka.tls.cert_file", "must be set with key_file".into())
-                }
-                _ => {}
-            }
-        }
-        if let Some(sasl) = &self.sasl {
-            if !SASL_MECHANISMS.contains(&sasl.mechanism.as_str()) {
-                return bad(
-                    "kafka.sasl.mechanism",
-                    format!(
-                        "{:?} is not known: use {}",
-                        sasl.mechanism,
-                        SASL_MECHANISMS.join(", ")
-                    ),
-                );
-            }
-            if sasl.username.trim().is_empty() {
-                return bad("kafka.sasl.username", "must be set".into());
-            }
-            sasl.password()?;
-        }
-        Ok(())
+        crate::kafka_security::validate(self.tls.as_ref(), self.sasl.as_ref())
+            .map_err(Error::Config)
     }
 }
 

@@ -15,6 +15,7 @@ pub mod discover;
 pub mod error;
 pub mod file_name;
 pub mod fingerprint;
+pub mod kafka_security;
 pub mod kubernetes;
 pub mod line;
 pub mod metrics;

@@ -54,35 +54,8 @@ pub fn client_config(kafka: &KafkaConfig) -> Result<ClientConfig> {
         .set("message.timeout.ms", "0")
         .set("linger.ms", "20")
         .set("batch.num.messages", "10000");
-    let protocol = match (&kafka.tls, &kafka.sasl) {
-        (None, None) => "plaintext",
-        (Some(_), None) => "ssl",
-        (None, Some(_)) => "sasl_plaintext",
-        (Some(_), Some(_)) => "sasl_ssl",
-    };
-    client.set("security.protocol", protocol);
-    if let Some(tls) = &kafka.tls {
-        if let Some(ca) = &tls.ca_file {
-            client.set("ssl.ca.location", ca.display().to_string());
-        }
-        if let Some(cert) = &tls.cert_file {
-            client.set("ssl.certificate.location", cert.display().to_string());
-        }
-        if let Some(key) = &tls.key_file {
-            client.set("ssl.key.location", key.display().to_string());
-        }
-        if let Some(password) = &tls.key_password {
-            client.set("ssl.key.password", password.expose());
-        }
-        if tls.verify_hostname == Some(false) {
-            client.set("ssl.endpoint.identification.algorithm", "none");
-        }
-    }
-    if let Some(sasl) = &kafka.sasl {
-        client.set("sasl.mechanism", &sasl.mechanism);
-        client.set("sasl.username", &sasl.username);
-        client.set("sasl.password", sasl.password()?.expose());
-    }
+    crate::kafka_security::apply(&mut client, kafka.tls.as_ref(), kafka.sasl.as_ref())
+        .map_err(Error::Config)?;
     for (key, value) in &kafka.properties {
         client.set(key, value);
     }

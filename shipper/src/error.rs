@@ -8,6 +8,7 @@ pub enum Error {
     Io(String, #[source] std::io::Error),
     #[error("checkpoint {path}: {reason}")]
     Checkpoint { path: String, reason: String },
+    #[cfg(feature = "agent")]
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("naming: {0}")]

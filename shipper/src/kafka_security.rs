@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+#[cfg(feature = "agent")]
 use rdkafka::ClientConfig;
 use serde::{Deserialize, Serialize};
 
@@ -105,6 +106,7 @@ pub fn validate(tls: Option<&KafkaTls>, sasl: Option<&KafkaSasl>) -> Result<(), 
     Ok(())
 }
 
+#[cfg(feature = "agent")]
 /// Sets `security.protocol` from which of TLS and SASL are given, and their settings.
 /// The result holds the passwords: never log or print the `ClientConfig`.
 pub fn apply(

@@ -7,34 +7,48 @@
 //! nothing is lost (at-least-once). [`status_server::StatusServer`] serves `/metrics`,
 //! `/healthz` and `/readyz` beside them.
 
+#[cfg(feature = "agent")]
 pub mod check;
+#[cfg(feature = "agent")]
 pub mod checkpoint;
 pub mod config;
 pub mod decode;
+#[cfg(feature = "agent")]
 pub mod discover;
 pub mod error;
 pub mod file_name;
 pub mod fingerprint;
 pub mod kafka_security;
+#[cfg(feature = "agent")]
 pub mod kubernetes;
 pub mod line;
+#[cfg(feature = "agent")]
 pub mod metrics;
 pub mod multiline;
+#[cfg(feature = "agent")]
 pub mod produce;
+#[cfg(feature = "agent")]
 pub mod record_builder;
+#[cfg(feature = "agent")]
 pub mod reload;
 pub mod secret;
+#[cfg(feature = "agent")]
 pub mod status_server;
+#[cfg(feature = "agent")]
 pub mod tail;
 pub mod transform;
 
+#[cfg(feature = "agent")]
 use std::sync::atomic::{AtomicBool, Ordering};
+#[cfg(feature = "agent")]
 use std::sync::Arc;
+#[cfg(feature = "agent")]
 use std::time::Duration;
 
 pub use config::Config;
 pub use error::{Error, Result};
 
+#[cfg(feature = "agent")]
 /// Records travelling from the tailer to the producer, with the file positions that become
 /// safe to checkpoint once all of them (and everything before) are acknowledged.
 #[derive(Debug, Default)]
@@ -43,6 +57,7 @@ pub struct Batch {
     pub progress: Vec<checkpoint::Progress>,
 }
 
+#[cfg(feature = "agent")]
 /// One record ready for Kafka.
 #[derive(Debug)]
 pub struct OutgoingRecord {
@@ -51,12 +66,14 @@ pub struct OutgoingRecord {
     pub payload: Vec<u8>,
 }
 
+#[cfg(feature = "agent")]
 /// Runs the shipper until `shutdown` is set, then drains what is in flight and saves the
 /// final checkpoint.
 pub async fn run(config: Config, shutdown: Arc<AtomicBool>) -> Result<()> {
     run_with_reload(config, None, shutdown).await
 }
 
+#[cfg(feature = "agent")]
 /// [`run`], also picking up changes of `config_file` (see [`reload`]).
 pub async fn run_with_reload(
     config: Config,
@@ -174,6 +191,7 @@ pub async fn run_with_reload(
     Ok(())
 }
 
+#[cfg(feature = "agent")]
 /// Sets `flag` when the process receives SIGINT or SIGTERM.
 pub fn stop_on_signal(flag: Arc<AtomicBool>) {
     tokio::spawn(async move {

@@ -3,9 +3,12 @@
 
 pub mod collectors;
 pub mod index;
-pub mod query;
-pub mod schema;
 pub mod time;
+
+// The query language and the schema live in their own crate (`query/`), so the fuzz target
+// builds without the server's dependencies; re-exported under their old paths.
+pub use bitesize_query as query;
+pub use bitesize_query::schema;
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;

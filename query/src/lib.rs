@@ -1,6 +1,10 @@
 //! The Bitesize query language: a hand-written recursive-descent parser that turns what a user
 //! types into a Tantivy query. The language is described for users in `docs/query.md`.
 //!
+//! This crate also owns the Tantivy [`schema`] every namespace index shares (the parser resolves
+//! field names against it). It depends on Tantivy and the record format only, so the fuzz
+//! target in `fuzz/` builds it without the server's dependencies.
+//!
 //! Grammar (NOT binds tighter than AND, AND tighter than OR; juxtaposition is AND):
 //!
 //! ```text
@@ -22,6 +26,8 @@
 //! (integers as i64, or u64 above `i64::MAX`, decimals as f64): each type gets its own exactly
 //! rounded range.
 
+pub mod schema;
+
 use std::fmt;
 use std::ops::Bound;
 
@@ -35,7 +41,7 @@ use tantivy::time::OffsetDateTime;
 use tantivy::tokenizer::{TextAnalyzer, TokenStream};
 use tantivy::{DateTime, Index, Term};
 
-use super::schema::Fields;
+use crate::schema::Fields;
 
 /// Longest query accepted, in bytes.
 pub const MAX_QUERY_BYTES: usize = 100_000;
@@ -1021,7 +1027,7 @@ impl RecordFilter {
         if text.trim().is_empty() {
             return Ok(None);
         }
-        let (schema, fields) = super::schema::schema();
+        let (schema, fields) = crate::schema::schema();
         let index = Index::create_in_ram(schema);
         let query = parse(text, &index, &fields)?;
         let writer = index
@@ -1040,7 +1046,7 @@ impl RecordFilter {
         &mut self,
         records: &[(&bitesize_record::Record, i64)],
     ) -> tantivy::Result<Vec<bool>> {
-        use super::schema::{document, Origin};
+        use crate::schema::{document, Origin};
         self.writer.delete_all_documents()?;
         for (position, (record, time_nanos)) in records.iter().enumerate() {
             // The batch position stands in for the offset, to map hits back.
@@ -1078,7 +1084,7 @@ mod tests {
     use tantivy::{Index, IndexWriter, TantivyDocument};
 
     use super::*;
-    use crate::search::schema::{document, schema, Origin};
+    use crate::schema::{document, schema, Origin};
 
     struct Doc {
         log: &'static str,

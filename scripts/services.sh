@@ -168,3 +168,13 @@ install_kubernetes_validate() {
   fi
   export BITESIZE_KUBERNETES_VALIDATE_BIN="$venv/bin/kubernetes-validate"
 }
+
+# cargo-fuzz, for ./scripts/fuzz (docs/fuzzing.md). Built from crates.io, about 1 minute, once.
+CARGO_FUZZ_VERSION=0.13.2
+install_cargo_fuzz() {
+  if [ -x "$BITESIZE_TOOLS/bin/cargo-fuzz" ] && "$BITESIZE_TOOLS/bin/cargo-fuzz" --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
+    return 0
+  fi
+  log "installing cargo-fuzz $CARGO_FUZZ_VERSION into $BITESIZE_TOOLS (about 1 minute, once)"
+  cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked --root "$BITESIZE_TOOLS"
+}

@@ -169,6 +169,18 @@ install_kubernetes_validate() {
   export BITESIZE_KUBERNETES_VALIDATE_BIN="$venv/bin/kubernetes-validate"
 }
 
+# cargo-deny, for the licence, duplicate-version and source checks of ./scripts/test
+# (deny.toml). Built from crates.io, about 3 minutes on an idle 2-core machine, once.
+CARGO_DENY_VERSION=0.20.2
+CARGO_DENY_BIN="$BITESIZE_TOOLS/bin/cargo-deny"
+install_cargo_deny() {
+  if [ -x "$CARGO_DENY_BIN" ] && "$CARGO_DENY_BIN" --version 2>/dev/null | grep -q "$CARGO_DENY_VERSION"; then
+    return 0
+  fi
+  log "installing cargo-deny $CARGO_DENY_VERSION into $BITESIZE_TOOLS (about 3 minutes, once)"
+  cargo install cargo-deny --version "$CARGO_DENY_VERSION" --locked --root "$BITESIZE_TOOLS"
+}
+
 # cargo-fuzz, for ./scripts/fuzz (docs/fuzzing.md). Built from crates.io, about 1 minute, once.
 CARGO_FUZZ_VERSION=0.13.2
 install_cargo_fuzz() {

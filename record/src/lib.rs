@@ -5,6 +5,7 @@
 //! topics written by the old pipeline can be indexed too.
 
 mod naming;
+mod write;
 
 use std::collections::BTreeMap;
 
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 pub use naming::{
     namespace_from_topic, topic_for, validate_namespace, validate_topic, DEFAULT_TOPIC_TEMPLATE,
 };
+pub use write::{json_object, RecordParts};
 
 /// Errors of this crate: names that break Kubernetes or Kafka rules, records that do not decode.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -109,12 +111,8 @@ pub enum Mark {
 impl Record {
     /// Sets `fields` from `log` when the message is a JSON object.
     pub fn merge_json_log(&mut self) {
-        let trimmed = self.log.trim_start();
-        if !trimmed.starts_with('{') {
-            return;
-        }
-        if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(self.log.trim_end()) {
-            self.fields = Some(map);
+        if let Some(object) = json_object(&self.log) {
+            self.fields = serde_json::from_str(object).ok();
         }
     }
 

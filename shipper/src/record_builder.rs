@@ -4,11 +4,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use bitesize_record::Record;
+use bitesize_record::RecordParts;
 
 use crate::config::Config;
 use crate::file_name::ContainerFile;
-use crate::kubernetes::PodCache;
+use crate::kubernetes::{Lookup, PodCache};
 use crate::line::LogLine;
 use crate::metrics::Metrics;
 use crate::transform::{FieldTransforms, Redactor};
@@ -94,74 +94,71 @@ impl RecordBuilder {
     }
 
     pub fn build(&self, source: &Source, mut line: LogLine) -> OutgoingRecord {
-        // Before `fields` are parsed from it, so they are redacted too.
+        // Before `fields` are taken from it, so they are redacted too.
         let metrics = &self.metrics;
         self.transforms
             .redactor
             .redact(&mut line.message, |rule| metrics.redacted(rule));
-        let mut record = Record {
-            time: Some(line.time),
-            stream: line.stream,
-            log: line.message,
-            cluster: self.cluster.clone(),
-            marks: line.marks,
+        let container = &source.container;
+        let mut parts = RecordParts {
+            time: Some(&line.time),
+            stream: &line.stream,
+            log: &line.message,
+            container_id: &container.container_id,
+            namespace_name: &container.namespace,
+            pod_name: &container.pod,
+            pod_id: source.pod_uid.as_deref().unwrap_or_default(),
+            container_name: &container.container,
+            host: &self.node_name,
+            merge_json_log: true,
+            cluster: self.cluster.as_deref(),
+            marks: &line.marks,
             ..Default::default()
         };
-        record.docker.container_id = source.container.container_id.clone();
-        record.kubernetes.namespace_name = source.container.namespace.clone();
-        record.kubernetes.pod_name = source.container.pod.clone();
-        record.kubernetes.container_name = source.container.container.clone();
-        record.kubernetes.host = self.node_name.clone();
-        if let Some(uid) = &source.pod_uid {
-            record.kubernetes.pod_id.clone_from(uid);
-        }
-        record.merge_json_log();
-        let extra = self.enrich(&mut record);
-        let payload = if self.transforms.fields.is_empty() && extra.is_empty() {
-            record.encode()
-        } else {
-            let mut object = match serde_json::to_value(&record) {
-                Ok(serde_json::Value::Object(object)) => object,
-                _ => unreachable!("a record serialises to an object"),
-            };
-            if let Some(serde_json::Value::Object(kubernetes)) = object.get_mut("kubernetes") {
-                kubernetes.extend(extra);
+        let lookup = self.pods.as_ref().map(|pods| {
+            let lookup = pods.get(&container.namespace, &container.pod);
+            let extra = self.enrich(&lookup);
+            (lookup, extra)
+        });
+        if let Some((lookup, extra)) = &lookup {
+            if let Some(pod) = &lookup.pod {
+                parts.pod_id = &pod.uid;
+                parts.labels = Some(&pod.labels);
+                if let Some(image) = pod.images.get(&container.container) {
+                    parts.container_image = image;
+                }
+                if !pod.node_name.is_empty() {
+                    parts.host = &pod.node_name;
+                }
             }
+            parts.kubernetes_extra = Some(extra);
+        }
+        let mut payload = parts.to_vec();
+        if !self.transforms.fields.is_empty() {
+            let mut object: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_slice(&payload).expect("a record is a JSON object");
             self.transforms.fields.apply(&mut object);
-            serde_json::to_vec(&object).expect("a JSON object always serialises")
-        };
+            payload = serde_json::to_vec(&object).expect("a JSON object always serialises");
+        }
         OutgoingRecord {
             topic: source.topic.clone(),
             // Each pod's lines stay in order on one partition.
             key: source
                 .pod_uid
                 .clone()
-                .unwrap_or_else(|| source.container.pod.clone()),
+                .unwrap_or_else(|| container.pod.clone()),
             payload,
         }
     }
 
-    /// Adds the pod's metadata from the cache; returns the `kubernetes` fields the record
-    /// type has no place for (annotations, owner, namespace labels, the unavailable mark).
-    fn enrich(&self, record: &mut Record) -> serde_json::Map<String, serde_json::Value> {
+    /// Counts the pod cache lookup; returns the `kubernetes` fields the record type has no
+    /// place for (annotations, owner, namespace labels, the unavailable mark).
+    fn enrich(&self, found: &Lookup) -> serde_json::Map<String, serde_json::Value> {
         use serde_json::{json, Value};
         let mut extra = serde_json::Map::new();
-        let Some(pods) = &self.pods else {
-            return extra;
-        };
-        let k8s = &mut record.kubernetes;
-        let found = pods.get(&k8s.namespace_name, &k8s.pod_name);
         match &found.pod {
             Some(pod) => {
                 self.metrics.pod_cache_hits.inc();
-                k8s.pod_id.clone_from(&pod.uid);
-                k8s.labels.clone_from(&pod.labels);
-                if let Some(image) = pod.images.get(&k8s.container_name) {
-                    k8s.container_image.clone_from(image);
-                }
-                if !pod.node_name.is_empty() {
-                    k8s.host.clone_from(&pod.node_name);
-                }
                 if !pod.annotations.is_empty() {
                     extra.insert("annotations".into(), json!(pod.annotations));
                 }

@@ -1,0 +1,322 @@
+//! Writing a record's JSON straight from borrowed parts, for the shipper's per-line path:
+//! no [`Record`](crate::Record) is built, no string is cloned, and a message that is a JSON
+//! object goes into `fields` as its own text (checked, not parsed into a tree and printed
+//! again). What it writes decodes with [`Record::decode`](crate::Record::decode) to the same
+//! record as [`Record::encode`](crate::Record::encode) of the same parts (tested below).
+
+use std::collections::BTreeMap;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use crate::Mark;
+
+/// The parts of one record, borrowed from where they already are.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RecordParts<'a> {
+    pub time: Option<&'a str>,
+    pub stream: &'a str,
+    pub log: &'a str,
+    pub container_id: &'a str,
+    pub namespace_name: &'a str,
+    pub pod_name: &'a str,
+    /// Left out when empty, like `Record`'s.
+    pub pod_id: &'a str,
+    pub container_name: &'a str,
+    pub container_image: &'a str,
+    pub host: &'a str,
+    pub labels: Option<&'a BTreeMap<String, String>>,
+    /// More `kubernetes` members (`annotations`, `owner`, ...), written after the named ones.
+    pub kubernetes_extra: Option<&'a serde_json::Map<String, serde_json::Value>>,
+    /// Whether `fields` holds the message (when it is a JSON object; see [`json_object`]).
+    pub merge_json_log: bool,
+    pub cluster: Option<&'a str>,
+    pub marks: &'a [Mark],
+}
+
+impl RecordParts<'_> {
+    /// Appends the record's JSON to `out`.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        out.push(b'{');
+        if let Some(time) = self.time {
+            key(out, "time");
+            string(out, time);
+            out.push(b',');
+        }
+        key(out, "stream");
+        string(out, self.stream);
+        out.extend_from_slice(b",\"log\":");
+        string(out, self.log);
+        out.extend_from_slice(b",\"docker\":{\"container_id\":");
+        string(out, self.container_id);
+        out.extend_from_slice(b"},\"kubernetes\":{\"namespace_name\":");
+        string(out, self.namespace_name);
+        out.extend_from_slice(b",\"pod_name\":");
+        string(out, self.pod_name);
+        if !self.pod_id.is_empty() {
+            out.extend_from_slice(b",\"pod_id\":");
+            string(out, self.pod_id);
+        }
+        out.extend_from_slice(b",\"container_name\":");
+        string(out, self.container_name);
+        if !self.container_image.is_empty() {
+            out.extend_from_slice(b",\"container_image\":");
+            string(out, self.container_image);
+        }
+        if !self.host.is_empty() {
+            out.extend_from_slice(b",\"host\":");
+            string(out, self.host);
+        }
+        if let Some(labels) = self.labels.filter(|l| !l.is_empty()) {
+            out.extend_from_slice(b",\"labels\":");
+            serde_json::to_writer(&mut *out, labels).expect("writing to a Vec cannot fail");
+        }
+        for (name, value) in self.kubernetes_extra.into_iter().flatten() {
+            out.push(b',');
+            key(out, name);
+            serde_json::to_writer(&mut *out, value).expect("writing to a Vec cannot fail");
+        }
+        out.push(b'}');
+        if self.merge_json_log {
+            if let Some(object) = json_object(self.log) {
+                out.extend_from_slice(b",\"fields\":");
+                out.extend_from_slice(object.as_bytes());
+            }
+        }
+        if let Some(cluster) = self.cluster {
+            out.extend_from_slice(b",\"cluster\":");
+            string(out, cluster);
+        }
+        if !self.marks.is_empty() {
+            out.extend_from_slice(b",\"marks\":");
+            serde_json::to_writer(&mut *out, self.marks).expect("writing to a Vec cannot fail");
+        }
+        out.push(b'}');
+    }
+
+    /// The record's JSON, in a buffer sized for it.
+    pub fn to_vec(&self) -> Vec<u8> {
+        // The message twice (`log` escaped, `fields`) and room for the metadata.
+        let mut out = Vec::with_capacity(self.log.len() * 5 / 2 + 384);
+        self.write(&mut out);
+        out
+    }
+}
+
+fn key(out: &mut Vec<u8>, name: &str) {
+    string(out, name);
+    out.push(b':');
+}
+
+/// `s` as a JSON string, escaped exactly as `serde_json` escapes it.
+fn string(out: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
+}
+
+/// The message as the text of a JSON object, when it is one: the same messages
+/// `serde_json` parses into an object (same syntax, numbers, escapes and nesting limit), with
+/// whitespace around it trimmed. Checked without building a tree.
+pub fn json_object(message: &str) -> Option<&str> {
+    if !message.trim_start().starts_with('{') {
+        return None;
+    }
+    let text = message.trim_end();
+    serde_json::from_str::<Object>(text).ok()?;
+    Some(text.trim_start_matches([' ', '\t', '\n', '\r']))
+}
+
+/// A JSON object, checked and thrown away.
+struct Object;
+
+impl<'de> Deserialize<'de> for Object {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Object, D::Error> {
+        deserializer.deserialize_map(Checked).map(|_| Object)
+    }
+}
+
+/// Any JSON value, checked and thrown away. Unlike `serde::de::IgnoredAny`, which skips
+/// strings and numbers without decoding them, it decodes them as `serde_json::Value` does,
+/// so it refuses what `Value` refuses (a lone surrogate escape, a number out of range).
+struct Checked;
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Checked, D::Error> {
+        deserializer.deserialize_any(Checked)
+    }
+}
+
+impl<'de> Visitor<'de> for Checked {
+    type Value = Checked;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_unit<E>(self) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+        while seq.next_element::<Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+        while map.next_key::<Checked>()?.is_some() {
+            map.next_value::<Checked>()?;
+        }
+        Ok(Checked)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Mark, Record};
+
+    /// The record `Record::encode` would write for `parts` (the reference layout).
+    fn reference(parts: &RecordParts) -> Record {
+        let mut record = Record {
+            time: parts.time.map(str::to_owned),
+            stream: parts.stream.to_owned(),
+            log: parts.log.to_owned(),
+            cluster: parts.cluster.map(str::to_owned),
+            marks: parts.marks.to_vec(),
+            ..Default::default()
+        };
+        record.docker.container_id = parts.container_id.to_owned();
+        let k8s = &mut record.kubernetes;
+        k8s.namespace_name = parts.namespace_name.to_owned();
+        k8s.pod_name = parts.pod_name.to_owned();
+        k8s.pod_id = parts.pod_id.to_owned();
+        k8s.container_name = parts.container_name.to_owned();
+        k8s.container_image = parts.container_image.to_owned();
+        k8s.host = parts.host.to_owned();
+        k8s.labels = parts.labels.cloned().unwrap_or_default();
+        k8s.extra = parts.kubernetes_extra.cloned().unwrap_or_default();
+        if parts.merge_json_log {
+            // What the shipper did before: parse into a tree.
+            let trimmed = record.log.trim_start();
+            if trimmed.starts_with('{') {
+                if let Ok(serde_json::Value::Object(map)) =
+                    serde_json::from_str(record.log.trim_end())
+                {
+                    record.fields = Some(map);
+                }
+            }
+        }
+        Record::decode(&record.encode()).unwrap()
+    }
+
+    const MESSAGES: &[&str] = &[
+        "",
+        "plain text with \"quotes\", a \\ and a\ttab\u{1}\u{7f} é 漢 🎉",
+        r#"{"level":"info","msg":"request served","status":200,"latency_ms":12.5}"#,
+        "  {\"a\": [1, 2, {\"b\": null}], \"c\": true}  \n",
+        r#"{"dup":1,"dup":2}"#,
+        r#"{"big":18446744073709551616,"neg":-0,"exp":1E2,"f":1.10}"#,
+        r#"{"escaped":"\u00e9\n\"\\\/","pair":"\ud83c\udf89"}"#,
+        r#"{"lone":"\ud800"}"#,
+        r#"{"huge":1e400}"#,
+        "{\"ctrl\":\"a\u{1}b\"}",
+        r#"{"trailing":1} x"#,
+        r#"{"unclosed":1"#,
+        r#"[1,2]"#,
+        r#"{}"#,
+        "\u{a0}{\"nbsp\":1}",
+        "{\"nbsp_after\":1}\u{a0}",
+        "{\"a\":1}\r",
+    ];
+
+    #[test]
+    fn decodes_to_what_record_encode_gives() {
+        let labels = BTreeMap::from([("app".to_owned(), "web \"x\"".to_owned())]);
+        let extra = serde_json::json!({"owner": {"kind": "ReplicaSet", "name": "w"},
+            "metadata_unavailable": true});
+        for message in MESSAGES {
+            for full in [false, true] {
+                let parts = RecordParts {
+                    time: full.then_some("2026-11-25T10:00:00.123456789Z"),
+                    stream: "stdout",
+                    log: message,
+                    container_id: "3a38",
+                    namespace_name: "shop",
+                    pod_name: "web-7d9c",
+                    pod_id: if full { "uid-1" } else { "" },
+                    container_name: "web",
+                    container_image: if full { "img:1" } else { "" },
+                    host: if full { "node-1" } else { "" },
+                    labels: full.then_some(&labels),
+                    kubernetes_extra: full.then(|| extra.as_object().unwrap()),
+                    merge_json_log: true,
+                    cluster: full.then_some("prod"),
+                    marks: if full {
+                        &[Mark::ParseError, Mark::InvalidUtf8]
+                    } else {
+                        &[]
+                    },
+                };
+                let written = parts.to_vec();
+                let decoded = Record::decode(&written).unwrap_or_else(|e| {
+                    panic!("{message:?}: {e}: {}", String::from_utf8_lossy(&written))
+                });
+                assert_eq!(decoded, reference(&parts), "{message:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn json_object_accepts_what_value_accepts() {
+        for message in MESSAGES {
+            let value = message.trim_start().starts_with('{')
+                && matches!(
+                    serde_json::from_str(message.trim_end()),
+                    Ok(serde_json::Value::Object(_))
+                );
+            assert_eq!(json_object(message).is_some(), value, "{message:?}");
+        }
+        let deep = "{\"a\":".repeat(200) + "1" + &"}".repeat(200);
+        assert!(serde_json::from_str::<serde_json::Value>(&deep).is_err());
+        assert_eq!(json_object(&deep), None, "the nesting limit is the same");
+    }
+
+    #[test]
+    fn layout_is_the_one_record_encode_writes() {
+        let parts = RecordParts {
+            time: Some("t"),
+            stream: "stdout",
+            log: r#"{"a":1}"#,
+            container_id: "c",
+            namespace_name: "ns",
+            pod_name: "p",
+            container_name: "w",
+            host: "n",
+            merge_json_log: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            String::from_utf8(parts.to_vec()).unwrap(),
+            r#"{"time":"t","stream":"stdout","log":"{\"a\":1}","docker":{"container_id":"c"},"kubernetes":{"namespace_name":"ns","pod_name":"p","container_name":"w","host":"n"},"fields":{"a":1}}"#
+        );
+        assert_eq!(parts.to_vec(), reference(&parts).encode());
+    }
+}

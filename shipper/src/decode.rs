@@ -48,6 +48,8 @@ pub struct FileDecoder {
     /// last line it finished).
     message_start: u64,
     joiner: PartialJoiner,
+    /// Messages the partial joiner finished, on their way to the multi-line joiner.
+    joined: Vec<LogLine>,
     multiline: Option<MultilineJoiner>,
 }
 
@@ -64,21 +66,32 @@ impl FileDecoder {
             safe_offset: offset,
             message_start: offset,
             joiner: PartialJoiner::new(max_line_bytes),
+            joined: Vec::new(),
             multiline,
         }
     }
 
-    /// Hands messages the partial joiner finished to the multi-line joiner, if any.
-    fn finished(&mut self, done: Vec<LogLine>, out: &mut Vec<LogLine>) {
+    /// Hands a parsed line to the partial joiner, and what that finishes on.
+    fn push(&mut self, line: LogLine, out: &mut Vec<LogLine>) {
+        if self.multiline.is_none() {
+            self.joiner.push(line, out);
+            return;
+        }
+        let mut done = std::mem::take(&mut self.joined);
+        self.joiner.push(line, &mut done);
+        for line in done.drain(..) {
+            self.finished(line, out);
+        }
+        self.joined = done;
+    }
+
+    /// Hands a message the partial joiner finished to the multi-line joiner, if any.
+    fn finished(&mut self, line: LogLine, out: &mut Vec<LogLine>) {
         match &mut self.multiline {
-            None => out.extend(done),
+            None => out.push(line),
             // Attributed to the start of the oldest of them: a checkpoint may then repeat a
             // line, never skip one.
-            Some(multiline) => {
-                for line in done {
-                    multiline.push(line, self.message_start, out);
-                }
-            }
+            Some(multiline) => multiline.push(line, self.message_start, out),
         }
     }
 
@@ -112,31 +125,44 @@ impl FileDecoder {
     /// Takes the next bytes of the file; appends finished messages to `out` and returns how
     /// many lines (newlines) the bytes completed.
     pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<LogLine>) -> usize {
-        let scan_from = self.buf.len();
-        self.buf.extend_from_slice(bytes);
-        let Some(last_newline) = self.buf[scan_from..].iter().rposition(|&b| b == b'\n') else {
+        let Some(last_newline) = bytes.iter().rposition(|&b| b == b'\n') else {
+            self.buf.extend_from_slice(bytes);
             return 0;
         };
-        let end = scan_from + last_newline + 1;
+        let (complete, rest) = bytes.split_at(last_newline + 1);
+        let mut lines = 0;
+        let mut complete = complete;
+        if !self.buf.is_empty() {
+            // The line begun in an earlier read ends in this one.
+            let first_end = next_newline(complete).expect("a newline") + 1;
+            let mut first = std::mem::take(&mut self.buf);
+            first.extend_from_slice(&complete[..first_end]);
+            lines += self.lines(&first, out);
+            first.clear();
+            self.buf = first;
+            complete = &complete[first_end..];
+        }
+        // Lines read whole in this read are parsed where they lie, never copied.
+        lines += self.lines(complete, out);
+        self.buf.extend_from_slice(rest);
+        lines
+    }
+
+    /// Parses complete lines (`text` ends with a newline) that begin at `buf_offset`, and
+    /// moves `buf_offset` past them. Returns how many there were.
+    fn lines(&mut self, text: &[u8], out: &mut Vec<LogLine>) -> usize {
         let mut lines = 0;
         let mut start = 0;
-        while start < end {
-            let newline = start
-                + self.buf[start..end]
-                    .iter()
-                    .position(|&b| b == b'\n')
-                    .expect("a newline before end");
-            let done = self.joiner.push(parse_line(&self.buf[start..newline]));
-            self.finished(done, out);
+        while let Some(newline) = next_newline(&text[start..]) {
+            self.push(parse_line(&text[start..start + newline]), out);
             lines += 1;
-            start = newline + 1;
+            start += newline + 1;
             if !self.joiner.has_pending() {
                 self.message_start = self.buf_offset + start as u64;
                 self.update_safe_offset();
             }
         }
-        self.buf.drain(..end);
-        self.buf_offset += end as u64;
+        self.buf_offset += text.len() as u64;
         lines
     }
 
@@ -147,13 +173,13 @@ impl FileDecoder {
         let mut lines = 0;
         if !self.buf.is_empty() {
             let rest = std::mem::take(&mut self.buf);
-            let done = self.joiner.push(parse_line(&rest));
-            self.finished(done, out);
+            self.push(parse_line(&rest), out);
             self.buf_offset += rest.len() as u64;
             lines = 1;
         }
-        let rest = self.joiner.flush().into_iter().collect();
-        self.finished(rest, out);
+        if let Some(rest) = self.joiner.flush() {
+            self.finished(rest, out);
+        }
         if let Some(multiline) = &mut self.multiline {
             multiline.flush_all(out);
         }
@@ -161,6 +187,22 @@ impl FileDecoder {
         self.safe_offset = self.buf_offset;
         lines
     }
+}
+
+/// Where the first `\n` in `bytes` is, looked for eight bytes at a time.
+fn next_newline(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let mut i = 0;
+    while let Some(word) = bytes.get(i..i + 8) {
+        let x = u64::from_le_bytes(word.try_into().expect("8 bytes")) ^ (ONES * u64::from(b'\n'));
+        // The lowest flagged byte is exact.
+        let found = x.wrapping_sub(ONES) & !x & (ONES << 7);
+        if found != 0 {
+            return Some(i + found.trailing_zeros() as usize / 8);
+        }
+        i += 8;
+    }
+    bytes[i..].iter().position(|&b| b == b'\n').map(|p| i + p)
 }
 
 #[cfg(test)]
@@ -187,6 +229,41 @@ mod tests {
         assert_eq!(decoder.finish(&mut out), 1);
         assert_eq!(out[1].message, "e");
         assert_eq!(decoder.safe_offset(), decoder.read_offset());
+    }
+
+    #[test]
+    fn finds_newlines_at_every_position() {
+        for len in 0..20 {
+            for at in 0..=len {
+                let mut bytes = vec![b'x'; len];
+                if at < len {
+                    bytes[at] = b'\n';
+                    bytes[len - 1] = b'\n';
+                }
+                let expected = bytes.iter().position(|&b| b == b'\n');
+                assert_eq!(next_newline(&bytes), expected, "{len} {at}");
+            }
+        }
+        // Bytes just around `\n` are not newlines.
+        assert_eq!(next_newline(b"\x09\x0b\x8a\xff\x0a"), Some(4));
+    }
+
+    #[test]
+    fn lines_split_across_reads_at_any_point() {
+        let text = b"2026-11-25T10:00:00Z stdout F one\n2026-11-25T10:00:00Z stdout P tw\n2026-11-25T10:00:00Z stdout F o\n2026-11-25T10:00:00Z stderr F three\n";
+        for cut in 0..text.len() {
+            for cut2 in cut..text.len() {
+                let mut decoder = FileDecoder::new(7, 1024, None);
+                let mut out = Vec::new();
+                let mut lines = decoder.feed(&text[..cut], &mut out);
+                lines += decoder.feed(&text[cut..cut2], &mut out);
+                lines += decoder.feed(&text[cut2..], &mut out);
+                let messages: Vec<_> = out.iter().map(|l| l.message.as_str()).collect();
+                assert_eq!((lines, messages), (4, vec!["one", "two", "three"]));
+                assert_eq!(decoder.safe_offset(), 7 + text.len() as u64);
+                assert_eq!(decoder.read_offset(), 7 + text.len() as u64);
+            }
+        }
     }
 
     #[test]

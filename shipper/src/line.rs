@@ -5,6 +5,8 @@
 //! A line that follows neither format is kept: it becomes a message with the raw text and a
 //! [`Mark::ParseError`]. Invalid UTF-8 is replaced and marked with [`Mark::InvalidUtf8`].
 
+use std::borrow::Cow;
+
 use bitesize_record::Mark;
 use serde::Deserialize;
 
@@ -22,20 +24,21 @@ pub struct LogLine {
 /// Parses one line (without its trailing newline), detecting the format from its first byte.
 pub fn parse_line(raw: &[u8]) -> LogLine {
     let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-    let (text, invalid_utf8) = match String::from_utf8_lossy(raw) {
-        std::borrow::Cow::Borrowed(s) => (s.to_owned(), false),
-        std::borrow::Cow::Owned(s) => (s, true),
+    // Valid UTF-8 (the usual case) is parsed where it lies: only the parts are copied.
+    let (text, invalid_utf8) = match std::str::from_utf8(raw) {
+        Ok(text) => (Cow::Borrowed(text), false),
+        Err(_) => (String::from_utf8_lossy(raw), true),
     };
-    let mut line = if text.starts_with('{') {
+    let parsed = if text.starts_with('{') {
         parse_docker(&text)
     } else {
         parse_cri(&text)
-    }
-    .unwrap_or_else(|| LogLine {
+    };
+    let mut line = parsed.unwrap_or_else(|| LogLine {
         time: now_rfc3339(),
         stream: "stdout".to_owned(),
         partial: false,
-        message: text.clone(),
+        message: text.into_owned(),
         marks: vec![Mark::ParseError],
     });
     if invalid_utf8 {
@@ -128,9 +131,13 @@ impl PartialJoiner {
         self.pending.is_some()
     }
 
-    /// Feeds one line; returns the messages it completes.
-    pub fn push(&mut self, line: LogLine) -> Vec<LogLine> {
-        let mut done = Vec::new();
+    /// Feeds one line; appends the messages it completes to `done`.
+    pub fn push(&mut self, line: LogLine, done: &mut Vec<LogLine>) {
+        if self.pending.is_none() && !line.partial && line.message.len() <= self.max_bytes {
+            // The usual line: whole, and short enough.
+            done.push(line);
+            return;
+        }
         let mut current = match self.pending.take() {
             Some(mut pending) if pending.stream == line.stream => {
                 pending.message.push_str(&line.message);
@@ -169,7 +176,6 @@ impl PartialJoiner {
         } else {
             done.push(current);
         }
-        done
     }
 
     /// Emits what is pending as it is (the file ended or rotated away mid-message).
@@ -262,18 +268,33 @@ mod tests {
     #[test]
     fn joins_partials_and_splits_long_messages() {
         let mut joiner = PartialJoiner::new(10);
-        assert!(joiner
-            .push(parse_line(b"2026-11-25T10:00:00Z stdout P abc"))
-            .is_empty());
-        let done = joiner.push(parse_line(b"2026-11-25T10:00:00Z stdout F def"));
+        let push = |joiner: &mut PartialJoiner, line| {
+            let mut done = Vec::new();
+            joiner.push(line, &mut done);
+            done
+        };
+        assert!(push(
+            &mut joiner,
+            parse_line(b"2026-11-25T10:00:00Z stdout P abc")
+        )
+        .is_empty());
+        let done = push(
+            &mut joiner,
+            parse_line(b"2026-11-25T10:00:00Z stdout F def"),
+        );
         assert_eq!(done.len(), 1);
         assert_eq!(done[0].message, "abcdef");
         assert!(done[0].marks.is_empty());
 
-        assert!(joiner
-            .push(parse_line(b"2026-11-25T10:00:00Z stdout P 0123456"))
-            .is_empty());
-        let done = joiner.push(parse_line(b"2026-11-25T10:00:00Z stdout F 789abcdefghij"));
+        assert!(push(
+            &mut joiner,
+            parse_line(b"2026-11-25T10:00:00Z stdout P 0123456")
+        )
+        .is_empty());
+        let done = push(
+            &mut joiner,
+            parse_line(b"2026-11-25T10:00:00Z stdout F 789abcdefghij"),
+        );
         let pieces: Vec<_> = done.iter().map(|l| l.message.as_str()).collect();
         assert_eq!(pieces, ["0123456789", "abcdefghij"]);
         assert!(done.iter().all(|l| l.marks == vec![Mark::Split]));
@@ -283,13 +304,17 @@ mod tests {
     #[test]
     fn split_respects_utf8_boundaries() {
         let mut joiner = PartialJoiner::new(4);
-        let done = joiner.push(LogLine {
-            time: "t".into(),
-            stream: "stdout".into(),
-            partial: false,
-            message: "ééé".into(),
-            marks: vec![],
-        });
+        let mut done = Vec::new();
+        joiner.push(
+            LogLine {
+                time: "t".into(),
+                stream: "stdout".into(),
+                partial: false,
+                message: "ééé".into(),
+                marks: vec![],
+            },
+            &mut done,
+        );
         let pieces: Vec<_> = done.iter().map(|l| l.message.as_str()).collect();
         assert_eq!(pieces, ["éé", "é"]);
     }

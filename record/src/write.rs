@@ -4,11 +4,15 @@
 //! again). What it writes decodes with [`Record::decode`](crate::Record::decode) to the same
 //! record as [`Record::encode`](crate::Record::encode) of the same parts (tested below).
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::Mark;
+
+/// Scratch space kept between records (a longer record's is let go).
+const SCRATCH_KEPT: usize = 1 << 20;
 
 /// The parts of one record, borrowed from where they already are.
 #[derive(Debug, Clone, Copy, Default)]
@@ -93,12 +97,21 @@ impl RecordParts<'_> {
         out.push(b'}');
     }
 
-    /// The record's JSON, in a buffer sized for it.
+    /// The record's JSON, in a buffer of its size. Written in a buffer kept per thread
+    /// first: escaping needs room for the worst case, which is not to be kept per record.
     pub fn to_vec(&self) -> Vec<u8> {
-        // The message twice (`log` escaped, `fields`) and room for the metadata.
-        let mut out = Vec::with_capacity(self.log.len() * 5 / 2 + 384);
-        self.write(&mut out);
-        out
+        thread_local! {
+            static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+        }
+        SCRATCH.with_borrow_mut(|scratch| {
+            scratch.clear();
+            self.write(scratch);
+            let record = scratch.clone();
+            if scratch.capacity() > SCRATCH_KEPT {
+                *scratch = Vec::new();
+            }
+            record
+        })
     }
 }
 
@@ -107,9 +120,99 @@ fn key(out: &mut Vec<u8>, name: &str) {
     out.push(b':');
 }
 
-/// `s` as a JSON string, escaped exactly as `serde_json` escapes it.
+/// `s` as a JSON string, escaped exactly as `serde_json` escapes it, eight bytes at a time
+/// between the bytes that need escaping (`"`, `\\`, control characters).
 fn string(out: &mut Vec<u8>, s: &str) {
-    serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
+    let start = out.len();
+    // Room for the worst case (every byte as `\u00XX`), the quotes and a word written ahead.
+    out.resize(start + s.len() * 6 + 2 + 8, 0);
+    let written = escape_into(s.as_bytes(), &mut out[start..]);
+    out.truncate(start + written);
+}
+
+/// Writes `bytes` as a quoted JSON string at the start of `dst`; returns its length.
+fn escape_into(bytes: &[u8], dst: &mut [u8]) -> usize {
+    dst[0] = b'"';
+    let (mut i, mut j) = (0, 1);
+    while let Some(word) = bytes.get(i..i + 8) {
+        let word: [u8; 8] = word.try_into().expect("8 bytes");
+        // Copied whole; from the first byte that needs escaping on, it is written over.
+        dst[j..j + 8].copy_from_slice(&word);
+        let special = needs_escape(u64::from_le_bytes(word));
+        if special == 0 {
+            i += 8;
+            j += 8;
+            continue;
+        }
+        // The lowest flagged byte is exact (the flags above it may not be).
+        let clean = special.trailing_zeros() as usize / 8;
+        i += clean;
+        j += clean;
+        j += escape(bytes[i], &mut dst[j..]);
+        i += 1;
+    }
+    for &byte in &bytes[i..] {
+        if ESCAPE[usize::from(byte)] == 0 {
+            dst[j] = byte;
+            j += 1;
+        } else {
+            j += escape(byte, &mut dst[j..]);
+        }
+    }
+    dst[j] = b'"';
+    j + 1
+}
+
+/// A high bit set in each byte of `word` that is `"`, `\\` or below 0x20 (the lowest one
+/// exactly; bytes above a flagged one may be flagged wrongly).
+fn needs_escape(word: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let control = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
+    control
+        | zero_byte(word ^ (ONES * u64::from(b'"')))
+        | zero_byte(word ^ (ONES * u64::from(b'\\')))
+}
+
+/// What follows the backslash for each byte, as `serde_json` writes it; 0: not escaped.
+static ESCAPE: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        table[byte] = b'u';
+        byte += 1;
+    }
+    table[0x08] = b'b';
+    table[0x09] = b't';
+    table[0x0a] = b'n';
+    table[0x0c] = b'f';
+    table[0x0d] = b'r';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table
+};
+
+/// Writes the escape of `byte` at the start of `dst`; returns its length.
+fn escape(byte: u8, dst: &mut [u8]) -> usize {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    match ESCAPE[usize::from(byte)] {
+        b'u' => {
+            dst[..6].copy_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(byte >> 4)],
+                HEX[usize::from(byte & 0xf)],
+            ]);
+            6
+        }
+        short => {
+            dst[..2].copy_from_slice(&[b'\\', short]);
+            2
+        }
+    }
 }
 
 /// The message as the text of a JSON object, when it is one: the same messages
@@ -297,6 +400,29 @@ mod tests {
         let deep = "{\"a\":".repeat(200) + "1" + &"}".repeat(200);
         assert!(serde_json::from_str::<serde_json::Value>(&deep).is_err());
         assert_eq!(json_object(&deep), None, "the nesting limit is the same");
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        let mut texts: Vec<String> = (0u8..=0x7f).map(|b| char::from(b).to_string()).collect();
+        texts.extend(MESSAGES.iter().map(|m| m.to_string()));
+        let all: String = (0u8..=0x7f).map(char::from).collect();
+        // Specials at every position of an 8-byte word, and at the ends.
+        for offset in 0..17 {
+            for special in ["\"", "\\", "\n", "\u{1f}", "é"] {
+                texts.push(format!(
+                    "{}{special}{}",
+                    "a".repeat(offset),
+                    "b".repeat(offset % 5)
+                ));
+            }
+            texts.push(all[offset..].to_owned() + &all[..offset]);
+        }
+        for text in texts {
+            let mut out = Vec::new();
+            string(&mut out, &text);
+            assert_eq!(out, serde_json::to_vec(&text).unwrap(), "{text:?}");
+        }
     }
 
     #[test]

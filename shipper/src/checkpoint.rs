@@ -153,7 +153,17 @@ impl CheckpointStore {
 /// Deliveries of one batch and the positions they make safe.
 pub struct PendingBatch {
     pub deliveries: Vec<DeliveryFuture>,
+    /// Records the producer refused before sending (larger than `message.max.bytes`): they
+    /// go to the dead-letter file like records Kafka refuses.
+    pub refused: Vec<Refused>,
     pub progress: Vec<Progress>,
+}
+
+/// A record that will never be in Kafka, and why.
+pub struct Refused {
+    pub error: String,
+    pub topic: String,
+    pub payload: Vec<u8>,
 }
 
 /// The last stage: waits for Kafka's acknowledgements in order and saves positions.
@@ -180,23 +190,48 @@ impl Checkpointer {
         }
     }
 
+    /// A save that fails (a full disk, a read-only mount) stops nothing: shipping goes on,
+    /// the saved file keeps its old positions, the failure is logged and shown by
+    /// `checkpoint_save_failing` and `/readyz`, and saving is tried again every
+    /// [`SAVE_INTERVAL`] until it works.
     pub async fn run(mut self, mut rx: Receiver<PendingBatch>) -> Result<()> {
         let mut last_save = Instant::now();
         let mut dirty = false;
-        while let Some(batch) = rx.recv().await {
+        loop {
+            let batch = if dirty {
+                let wait = SAVE_INTERVAL.saturating_sub(last_save.elapsed());
+                match tokio::time::timeout(wait, rx.recv()).await {
+                    Ok(batch) => batch,
+                    Err(_idle) => {
+                        dirty = !self.try_save();
+                        last_save = Instant::now();
+                        continue;
+                    }
+                }
+            } else {
+                rx.recv().await
+            };
+            let Some(batch) = batch else { break };
             let mut new_file = false;
             for delivery in batch.deliveries {
                 match delivery.await {
                     Ok(Ok(_)) => {
                         self.metrics.records_acked.inc();
                     }
-                    Ok(Err((error, message))) => self.dead_letter(&error.to_string(), &message)?,
+                    Ok(Err((error, message))) => {
+                        use rdkafka::Message;
+                        let payload = message.payload().unwrap_or_default();
+                        self.dead_letter(&error.to_string(), message.topic(), payload)?
+                    }
                     Err(_canceled) => {
                         // The producer was dropped before delivery: nothing after this point
                         // is known to be in Kafka, so stop without moving positions.
                         return Err(Error::Stage("producer went away before delivery".into()));
                     }
                 }
+            }
+            for refused in &batch.refused {
+                self.dead_letter(&refused.error, &refused.topic, &refused.payload)?;
             }
             for progress in batch.progress {
                 match progress {
@@ -217,9 +252,8 @@ impl Checkpointer {
             self.metrics.in_flight_batches.dec();
             dirty = true;
             if new_file || last_save.elapsed() >= SAVE_INTERVAL {
-                self.store.save(&self.positions)?;
+                dirty = !self.try_save();
                 last_save = Instant::now();
-                dirty = false;
             }
         }
         if dirty {
@@ -228,15 +262,37 @@ impl Checkpointer {
         Ok(())
     }
 
+    /// Saves the positions; a failure is reported (logged when it starts and when it ends),
+    /// not returned. True when saved.
+    fn try_save(&self) -> bool {
+        let failing = self.metrics.checkpoint_save_failing.get() != 0;
+        match self.store.save(&self.positions) {
+            Ok(()) => {
+                if failing {
+                    tracing::info!("checkpoints saved again");
+                    self.metrics.checkpoint_save_failing.set(0);
+                }
+                true
+            }
+            Err(e) => {
+                self.metrics.checkpoint_save_errors.inc();
+                if !failing {
+                    tracing::error!(error = %e, "cannot save checkpoints; shipping goes on, the saved positions stay where they are until saving works again (a restart now repeats what was shipped since)");
+                    self.metrics.checkpoint_save_failing.set(1);
+                }
+                false
+            }
+        }
+    }
+
     /// A record Kafka refused for good (e.g. too large): kept locally, never lost.
-    fn dead_letter(&self, error: &str, message: &rdkafka::message::OwnedMessage) -> Result<()> {
-        use rdkafka::Message;
-        tracing::error!(topic = message.topic(), %error, "record rejected by Kafka, written to dead-letter file");
+    fn dead_letter(&self, error: &str, topic: &str, payload: &[u8]) -> Result<()> {
+        tracing::error!(topic, %error, "record rejected by Kafka, written to dead-letter file");
         self.metrics.dead_letters.inc();
         let line = serde_json::json!({
-            "topic": message.topic(),
+            "topic": topic,
             "error": error,
-            "payload": String::from_utf8_lossy(message.payload().unwrap_or_default()),
+            "payload": String::from_utf8_lossy(payload),
         });
         let mut file = std::fs::OpenOptions::new()
             .create(true)

@@ -29,7 +29,12 @@ pub struct Metrics {
     pub pod_cache_misses: Counter,
     pub kubernetes_api_up: Gauge,
     pub files_followed: Gauge,
+    /// Paths the globs match that cannot be read (permissions, a symlink loop, ...).
+    pub files_unreadable: Gauge,
     pub in_flight_batches: Gauge,
+    /// 1 while the last attempt to save the checkpoint file failed (a full disk, ...).
+    pub checkpoint_save_failing: Gauge,
+    pub checkpoint_save_errors: Counter,
     /// The version in the `config-version` file next to the config file (written by the
     /// server's fleet manager) of the config running; 0 when there is none.
     pub config_version: Gauge,
@@ -63,7 +68,10 @@ impl Metrics {
             pod_cache_misses: Counter::default(),
             kubernetes_api_up: Gauge::default(),
             files_followed: Gauge::default(),
+            files_unreadable: Gauge::default(),
             in_flight_batches: Gauge::default(),
+            checkpoint_save_failing: Gauge::default(),
+            checkpoint_save_errors: Counter::default(),
             config_version: Gauge::default(),
             checkpoint_lag: Family::default(),
             offsets: Mutex::new(HashMap::new()),
@@ -126,9 +134,24 @@ impl Metrics {
             metrics.files_followed.clone(),
         );
         registry.register(
+            "files_unreadable",
+            "Paths the globs match that cannot be read (permissions, symlink loop); the log names each once",
+            metrics.files_unreadable.clone(),
+        );
+        registry.register(
             "in_flight_batches",
             "Batches read but not yet acknowledged and checkpointed",
             metrics.in_flight_batches.clone(),
+        );
+        registry.register(
+            "checkpoint_save_failing",
+            "1 while the checkpoint file cannot be saved (e.g. a full disk): shipping goes on, the saved positions do not move",
+            metrics.checkpoint_save_failing.clone(),
+        );
+        registry.register(
+            "checkpoint_save_errors",
+            "Failed attempts to save the checkpoint file",
+            metrics.checkpoint_save_errors.clone(),
         );
         registry.register(
             "config_version",
@@ -192,9 +215,12 @@ impl Metrics {
         self.tailer_running.store(running, Ordering::SeqCst);
     }
 
-    /// Ready to ship: Kafka answered a metadata request and the tailer runs.
+    /// Ready to ship: Kafka answered a metadata request, the tailer runs and checkpoints
+    /// can be saved.
     pub fn ready(&self) -> bool {
-        self.kafka_ready.load(Ordering::SeqCst) && self.tailer_running.load(Ordering::SeqCst)
+        self.kafka_ready.load(Ordering::SeqCst)
+            && self.tailer_running.load(Ordering::SeqCst)
+            && self.checkpoint_save_failing.get() == 0
     }
 
     /// The Prometheus text exposition of every metric.

@@ -13,7 +13,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use tokio::sync::mpsc::{Receiver, Sender};
 
-use crate::checkpoint::PendingBatch;
+use crate::checkpoint::{PendingBatch, Refused};
 use crate::config::{Config, KafkaConfig};
 use crate::metrics::Metrics;
 use crate::{Batch, Error, Result};
@@ -71,7 +71,21 @@ pub fn client_config(kafka: &KafkaConfig) -> Result<ClientConfig> {
 
 impl Producer {
     pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Producer> {
-        let client = client_config(&config.kafka)?;
+        let mut client = client_config(&config.kafka)?;
+        if !config.kafka.properties.contains_key("message.max.bytes") {
+            // Room for a record holding a line piece of `max_line_bytes` (its metadata and
+            // some JSON escaping included); librdkafka's default (1 000 000) is smaller than
+            // the default piece (1 MiB). Compressed batches larger than the broker accepts
+            // come back as delivery errors and go to the dead-letter file.
+            let room = config
+                .max_line_bytes
+                .saturating_mul(2)
+                .saturating_add(64 * 1024);
+            client.set(
+                "message.max.bytes",
+                room.clamp(1_000_000, 1_000_000_000).to_string(),
+            );
+        }
         let producer: FutureProducer = client.create()?;
         let admin = if config.kafka.create_topics {
             Some(client.create::<AdminClient<DefaultClientContext>>()?)
@@ -94,6 +108,7 @@ impl Producer {
     pub async fn run(mut self, mut rx: Receiver<Batch>, tx: Sender<PendingBatch>) -> Result<()> {
         while let Some(batch) = rx.recv().await {
             let mut deliveries = Vec::with_capacity(batch.records.len());
+            let mut refused = Vec::new();
             for record in &batch.records {
                 self.ensure_topic(&record.topic).await?;
                 let mut future_record = FutureRecord::to(&record.topic)
@@ -111,12 +126,29 @@ impl Producer {
                             future_record = back;
                             tokio::time::sleep(Duration::from_millis(5)).await;
                         }
+                        Err((
+                            error @ KafkaError::MessageProduction(
+                                RDKafkaErrorCode::MessageSizeTooLarge,
+                            ),
+                            _,
+                        )) => {
+                            // This record can never be sent (e.g. a line piece that JSON
+                            // escaping made larger than `message.max.bytes`): keep it in
+                            // the dead-letter file and go on with the others.
+                            refused.push(Refused {
+                                error: error.to_string(),
+                                topic: record.topic.clone(),
+                                payload: record.payload.clone(),
+                            });
+                            break;
+                        }
                         Err((error, _)) => return Err(error.into()),
                     }
                 }
             }
             let pending = PendingBatch {
                 deliveries,
+                refused,
                 progress: batch.progress,
             };
             if tx.send(pending).await.is_err() {

@@ -81,7 +81,7 @@ async fn respond(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()
         ("GET", "/readyz") => (
             "503 Service Unavailable",
             "text/plain",
-            "not ready: waiting for Kafka metadata or the tailer\n".to_owned(),
+            "not ready: waiting for Kafka metadata or the tailer, or checkpoints cannot be saved (see the log)\n".to_owned(),
         ),
         ("GET", _) => ("404 Not Found", "text/plain", "not found\n".to_owned()),
         _ => (

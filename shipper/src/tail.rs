@@ -62,6 +62,9 @@ pub struct Tailer {
     at_path: HashMap<PathBuf, FileId>,
     /// Paths the globs match that are not container log files (warned once).
     ignored: HashSet<PathBuf>,
+    /// Paths the globs match that could not be read at the last scan (warned once each,
+    /// tried again at every scan).
+    unreadable: HashSet<PathBuf>,
     /// Files let go lately: a late rename event must not bring them back.
     finished: HashMap<FileId, Instant>,
     batch: Batch,
@@ -138,6 +141,7 @@ impl Tailer {
             finished: HashMap::new(),
             batch: Batch::default(),
             metrics,
+            unreadable: HashSet::new(),
             chunk: vec![0; READ_CHUNK],
             lines: Vec::new(),
             reload: None,
@@ -229,9 +233,17 @@ impl Tailer {
         for path in self.globs.expand() {
             if self.ignored.contains(&path) {
                 continue;
+        let mut unreadable = HashSet::new();
             }
-            let Ok(meta) = std::fs::metadata(&path) else {
-                continue; // a dangling link, or gone already
+            let meta = match std::fs::metadata(&path) {
+                Ok(meta) => meta,
+                // A dangling link, or gone already.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                // A symlink loop, a directory we may not enter, ...
+                Err(e) => {
+                    self.report_unreadable(&path, &e, &mut unreadable);
+                    continue;
+                }
             };
             if !meta.is_file() {
                 continue;
@@ -262,12 +274,16 @@ impl Tailer {
                     self.files.insert(id, file);
                 }
                 Ok(None) => {} // replaced between the listing and the open: next scan
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot open"),
+                Err(e) => self.report_unreadable(&path, &e, &mut unreadable),
             }
         }
         for file in self.files.values() {
             if let Some(dir) = file.target.as_deref().and_then(Path::parent) {
                 watch.insert(dir.to_owned());
+        self.unreadable = unreadable;
+        self.metrics
+            .files_unreadable
+            .set(self.unreadable.len() as i64);
             }
         }
         self.events.watch(&watch);
@@ -277,6 +293,20 @@ impl Tailer {
     /// A file renamed from a glob path to a path outside the globs, never seen at its glob
     /// path (created and rotated away between two scans): read it whole, as rotated.
     fn renamed_unseen(&mut self, from: &Path, to: &Path) {
+    /// Notes a path that cannot be read in this scan; logged only when it was readable (or
+    /// absent) at the scan before, so a file that stays unreadable is reported once.
+    fn report_unreadable(
+        &self,
+        path: &Path,
+        error: &std::io::Error,
+        unreadable: &mut HashSet<PathBuf>,
+    ) {
+        if !self.unreadable.contains(path) {
+            tracing::warn!(path = %path.display(), %error, "cannot read this file; trying again at every scan");
+        }
+        unreadable.insert(path.to_owned());
+    }
+
         if !self.globs.matches(from) || self.globs.matches(to) {
             return; // not leaving the globs: the next scan sees it where it is
         }

@@ -3,10 +3,15 @@
 //! the other; then a footprint run writes 100 files at a fixed rate under each agent.
 
 use std::fs;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
@@ -46,6 +51,9 @@ pub struct Args {
     footprint_files: usize,
     #[arg(long, default_value_t = 10)]
     footprint_mb_per_s: u64,
+    /// The broker's process, to report its CPU in each run (is the broker the limit?).
+    #[arg(long)]
+    broker_pid: Option<u32>,
 }
 
 /// What one agent achieved shipping the files.
@@ -53,6 +61,8 @@ struct Throughput {
     seconds: f64,
     cpu_seconds: f64,
     rss_mib: Option<f64>,
+    /// CPU the broker used meanwhile, when its pid is known.
+    broker_cpu_seconds: Option<f64>,
 }
 
 /// CPU and memory of an agent following files written at a fixed rate.
@@ -68,6 +78,20 @@ pub struct Bench {
 }
 
 const TIMEOUT: Duration = Duration::from_secs(900);
+
+/// The producer settings all three use: the shipper's defaults (`shipper/src/produce.rs`),
+/// given to the shipper too (as `kafka.properties`) so they are the same by construction.
+const PRODUCER: [(&str, &str); 5] = [
+    ("compression.codec", "zstd"),
+    ("compression.level", "1"),
+    ("linger.ms", "100"),
+    ("batch.num.messages", "10000"),
+    ("queue.buffering.max.kbytes", "16384"),
+];
+
+/// Partitions of every topic of the run: the shipper's default. The bench creates the
+/// topics of rsyslog and the ceiling itself, as the broker would auto-create them with 4.
+const PARTITIONS: i32 = 1;
 
 impl Bench {
     pub fn new(mut args: Args) -> anyhow::Result<Bench> {
@@ -150,6 +174,11 @@ impl Bench {
             "footprint_rss_mib": shipper_fp.as_ref().map(|f| round1(f.rss_mib)),
             "rsyslog_footprint_cpu_pct": rsyslog_fp.as_ref().map(|f| round1(f.cpu_pct)),
             "rsyslog_footprint_rss_mib": rsyslog_fp.as_ref().map(|f| round1(f.rss_mib)),
+            "broker_cpu_pct": {
+                "shipper": shipper.broker_cpu_seconds.map(|b| round1(b / shipper.seconds * 100.0)),
+                "rsyslog": rsyslog.as_ref().and_then(|r| r.broker_cpu_seconds.map(|b| round1(b / r.seconds * 100.0))),
+                "ceiling": ceiling.broker_cpu_seconds.map(|b| round1(b / ceiling.seconds * 100.0)),
+            },
         });
         println!("{summary}");
         Ok(())
@@ -160,8 +189,17 @@ impl Bench {
             .rss_mib
             .map(|r| format!("{r:.1} MiB peak RSS"))
             .unwrap_or_else(|| "RSS n/a (in the bench process)".into());
+        let broker = run
+            .broker_cpu_seconds
+            .map(|b| {
+                format!(
+                    ", broker {b:.2} CPU-s ({:.0} % of a core)",
+                    b / run.seconds * 100.0
+                )
+            })
+            .unwrap_or_default();
         eprintln!(
-            "{name:>8}: {:>10.0} lines/s {:>7.1} MB/s {:>6.2} CPU-s {:>6.1} CPU-s/GB  {rss}",
+            "{name:>8}: {:>10.0} lines/s {:>7.1} MB/s {:>6.2} CPU-s {:>6.1} CPU-s/GB  {rss}{broker}",
             self.args.lines as f64 / run.seconds,
             mb / run.seconds,
             run.cpu_seconds,
@@ -186,7 +224,13 @@ impl Bench {
             "checkpoint_dir": state,
             "node_name": "bench-node",
             "topic_template": format!("bench-{}-{tag}.{{namespace}}", self.run_id),
-            "kafka": {"brokers": self.args.brokers, "compression": "zstd", "create_topics": true},
+            "kafka": {
+                "brokers": self.args.brokers,
+                "compression": "zstd",
+                "create_topics": true,
+                "topic_partitions": PARTITIONS,
+                "properties": PRODUCER.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            },
         });
         let path = self.args.work_dir.join(format!("shipper-{tag}.yaml"));
         // JSON is YAML.
@@ -228,6 +272,7 @@ impl Bench {
     fn spawn_rsyslog(&self, tag: &str, dir: &Path) -> anyhow::Result<(Child, String)> {
         let state = workload::fresh_dir(&self.args.work_dir.join(format!("rsyslog-{tag}")))?;
         let topic = format!("bench-{}-rsyslog-{tag}", self.run_id);
+        self.create_topics(std::slice::from_ref(&topic))?;
         let brokers: Vec<String> = self
             .args
             .brokers
@@ -242,12 +287,17 @@ main_queue(queue.type="LinkedList" queue.size="100000")
 template(name="bitesize_line" type="string" string="%msg%")
 input(type="imfile" file="{dir}/*.log" tag="bench:" freshStartTail="off")
 action(type="omkafka" broker=[{brokers}] topic="{topic}" template="bitesize_line"
-       confParam=["compression.codec=zstd", "linger.ms=20", "batch.num.messages=10000"]
+       confParam=[{producer}]
        queue.type="LinkedList" queue.size="100000")
 "#,
             state = state.display(),
             dir = dir.display(),
             brokers = brokers.join(","),
+            producer = PRODUCER
+                .iter()
+                .map(|(k, v)| format!("\"{k}={v}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
         );
         let conf_path = self.args.work_dir.join(format!("rsyslog-{tag}.conf"));
         fs::write(&conf_path, conf)?;
@@ -273,6 +323,7 @@ action(type="omkafka" broker=[{brokers}] topic="{topic}" template="bitesize_line
     /// Waits until every line is in Kafka, then reads the agent's CPU time and peak RSS.
     fn measure(&self, child: &mut Child, topics: &[String]) -> anyhow::Result<Throughput> {
         let pid = child.id();
+        let broker_before = self.broker_cpu();
         let waited = self.counter.wait_for(topics, self.args.lines, TIMEOUT, || {
             matches!(child.try_wait(), Ok(None))
         });
@@ -281,6 +332,7 @@ action(type="omkafka" broker=[{brokers}] topic="{topic}" template="bitesize_line
                 seconds: elapsed.as_secs_f64(),
                 cpu_seconds: process::cpu_seconds(pid)?,
                 rss_mib: Some(process::peak_rss_mib(pid)?),
+                broker_cpu_seconds: self.broker_cpu_since(broker_before),
             })
         });
         let _ = child.kill();
@@ -318,15 +370,18 @@ action(type="omkafka" broker=[{brokers}] topic="{topic}" template="bitesize_line
             records.len(),
             self.args.lines
         );
-        let producer: BaseProducer = ClientConfig::new()
+        self.create_topics(&self.topics(&prefix))?;
+        let mut config = ClientConfig::new();
+        config
             .set("bootstrap.servers", &self.args.brokers)
             .set("enable.idempotence", "true")
-            .set("compression.codec", "zstd")
-            .set("linger.ms", "20")
-            .set("batch.num.messages", "10000")
-            .set("message.timeout.ms", "0")
-            .create()?;
+            .set("message.timeout.ms", "0");
+        for (key, value) in PRODUCER {
+            config.set(key, value);
+        }
+        let producer: BaseProducer = config.create()?;
         let cpu_before = process::own_cpu_seconds();
+        let broker_before = self.broker_cpu();
         let start = Instant::now();
         for (topic, key, payload) in &records {
             let mut record = BaseRecord::to(topic).key(key).payload(payload);
@@ -344,6 +399,7 @@ action(type="omkafka" broker=[{brokers}] topic="{topic}" template="bitesize_line
         producer.flush(TIMEOUT)?;
         let seconds = start.elapsed().as_secs_f64();
         let cpu_seconds = process::own_cpu_seconds() - cpu_before;
+        let broker_cpu_seconds = self.broker_cpu_since(broker_before);
         let in_kafka = self.counter.count(&self.topics(&prefix));
         anyhow::ensure!(
             in_kafka == self.args.lines,
@@ -354,7 +410,35 @@ action(type="omkafka" broker=[{brokers}] topic="{topic}" template="bitesize_line
             seconds,
             cpu_seconds,
             rss_mib: None,
+            broker_cpu_seconds,
         })
+    }
+
+    fn broker_cpu(&self) -> Option<f64> {
+        process::cpu_seconds(self.args.broker_pid?).ok()
+    }
+
+    fn broker_cpu_since(&self, before: Option<f64>) -> Option<f64> {
+        Some(self.broker_cpu()? - before?)
+    }
+
+    /// Creates `topics` with [`PARTITIONS`] partitions, as the shipper creates its own.
+    fn create_topics(&self, topics: &[String]) -> anyhow::Result<()> {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.args.brokers)
+            .create()?;
+        let new: Vec<NewTopic> = topics
+            .iter()
+            .map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1)))
+            .collect();
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        for result in block_on(admin.create_topics(&new, &options))? {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => anyhow::bail!("creating {topic}: {code}"),
+            }
+        }
+        Ok(())
     }
 
     /// The agent follows `footprint_files` files written at `footprint_mb_per_s`; its CPU
@@ -398,5 +482,24 @@ action(type="omkafka" broker=[{brokers}] topic="{topic}" template="bitesize_line
             footprint.rss_mib
         );
         Ok(footprint)
+    }
+}
+
+/// Runs `future` on this thread (the admin client completes it from its own thread).
+fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut context = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        std::thread::park();
     }
 }

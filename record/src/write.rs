@@ -223,8 +223,157 @@ pub fn json_object(message: &str) -> Option<&str> {
         return None;
     }
     let text = message.trim_end();
-    serde_json::from_str::<Object>(text).ok()?;
-    Some(text.trim_start_matches([' ', '\t', '\n', '\r']))
+    let object = match quick_scan(text.as_bytes()) {
+        Scan::Object => true,
+        Scan::Invalid => false,
+        Scan::Unsure => serde_json::from_str::<Object>(text).is_ok(),
+    };
+    object.then(|| text.trim_start_matches([' ', '\t', '\n', '\r']))
+}
+
+/// What [`quick_scan`] found.
+#[derive(Debug, PartialEq, Eq)]
+enum Scan {
+    /// One JSON object, with whitespace around it.
+    Object,
+    Invalid,
+    /// Up to serde_json's own checks: a `\u` escape (surrogates), an exponent or a very
+    /// long integer (range), deep nesting (its limit).
+    Unsure,
+}
+
+/// Nesting that [`quick_scan`] leaves to serde_json (whose limit is 128).
+const QUICK_DEPTH: usize = 100;
+/// Integer digits that [`quick_scan`] leaves to serde_json (an f64 ends near 1e308).
+const QUICK_DIGITS: usize = 300;
+
+/// A quick pass over `text` with the JSON grammar, for the plain JSON of log lines: where
+/// that grammar alone decides, it decides as serde_json does (tested); the rest is `Unsure`.
+fn quick_scan(text: &[u8]) -> Scan {
+    let start = skip_whitespace(text, 0);
+    if text.get(start) != Some(&b'{') {
+        return Scan::Invalid;
+    }
+    match scan_value(text, start, 0) {
+        Ok(end) if skip_whitespace(text, end) == text.len() => Scan::Object,
+        Ok(_) => Scan::Invalid,
+        Err(scan) => scan,
+    }
+}
+
+fn skip_whitespace(text: &[u8], mut i: usize) -> usize {
+    while matches!(text.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// The end of the value at `i` (no whitespace before it).
+fn scan_value(text: &[u8], i: usize, depth: usize) -> Result<usize, Scan> {
+    match text.get(i) {
+        Some(b'{') => scan_container(text, i, depth, b'}'),
+        Some(b'[') => scan_container(text, i, depth, b']'),
+        Some(b'"') => scan_string(text, i),
+        Some(b't') => literal(text, i, b"true"),
+        Some(b'f') => literal(text, i, b"false"),
+        Some(b'n') => literal(text, i, b"null"),
+        Some(b'-' | b'0'..=b'9') => scan_number(text, i),
+        _ => Err(Scan::Invalid),
+    }
+}
+
+fn literal(text: &[u8], i: usize, word: &[u8]) -> Result<usize, Scan> {
+    if text[i..].starts_with(word) {
+        Ok(i + word.len())
+    } else {
+        Err(Scan::Invalid)
+    }
+}
+
+/// An object (`close` is `}`: members are `"key": value`) or an array.
+fn scan_container(text: &[u8], i: usize, depth: usize, close: u8) -> Result<usize, Scan> {
+    if depth >= QUICK_DEPTH {
+        return Err(Scan::Unsure);
+    }
+    let mut i = skip_whitespace(text, i + 1);
+    if text.get(i) == Some(&close) {
+        return Ok(i + 1);
+    }
+    loop {
+        if close == b'}' {
+            if text.get(i) != Some(&b'"') {
+                return Err(Scan::Invalid);
+            }
+            i = skip_whitespace(text, scan_string(text, i)?);
+            if text.get(i) != Some(&b':') {
+                return Err(Scan::Invalid);
+            }
+            i = skip_whitespace(text, i + 1);
+        }
+        i = skip_whitespace(text, scan_value(text, i, depth + 1)?);
+        match text.get(i) {
+            Some(b',') => i = skip_whitespace(text, i + 1),
+            Some(&c) if c == close => return Ok(i + 1),
+            _ => return Err(Scan::Invalid),
+        }
+    }
+}
+
+/// The string whose opening quote is at `i`, eight bytes at a time between the bytes
+/// that end it, escape or refuse (`"`, `\\`, control characters).
+fn scan_string(text: &[u8], i: usize) -> Result<usize, Scan> {
+    let mut i = i + 1;
+    loop {
+        while let Some(word) = text.get(i..i + 8) {
+            let special = needs_escape(u64::from_le_bytes(word.try_into().expect("8 bytes")));
+            if special != 0 {
+                i += special.trailing_zeros() as usize / 8;
+                break;
+            }
+            i += 8;
+        }
+        match text.get(i) {
+            None => return Err(Scan::Invalid),
+            Some(b'"') => return Ok(i + 1),
+            Some(b'\\') => match text.get(i + 1) {
+                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 2,
+                Some(b'u') => return Err(Scan::Unsure),
+                _ => return Err(Scan::Invalid),
+            },
+            Some(0..=0x1f) => return Err(Scan::Invalid),
+            Some(_) => i += 1,
+        }
+    }
+}
+
+/// `-?(0|[1-9][0-9]*)(\.[0-9]+)?`; an exponent or a very long integer is `Unsure`.
+fn scan_number(text: &[u8], i: usize) -> Result<usize, Scan> {
+    let digits = |from: usize| {
+        text[from..]
+            .iter()
+            .position(|b| !b.is_ascii_digit())
+            .unwrap_or(text.len() - from)
+    };
+    let mut i = i + usize::from(text[i] == b'-');
+    let integer = digits(i);
+    if integer == 0 || (integer > 1 && text[i] == b'0') {
+        return Err(Scan::Invalid);
+    }
+    if integer > QUICK_DIGITS {
+        return Err(Scan::Unsure);
+    }
+    i += integer;
+    if text.get(i) == Some(&b'.') {
+        let fraction = digits(i + 1);
+        if fraction == 0 {
+            return Err(Scan::Invalid);
+        }
+        i += 1 + fraction;
+    }
+    if matches!(text.get(i), Some(b'e' | b'E')) {
+        return Err(Scan::Unsure);
+    }
+    Ok(i)
 }
 
 /// A JSON object, checked and thrown away.
@@ -423,6 +572,58 @@ mod tests {
             string(&mut out, &text);
             assert_eq!(out, serde_json::to_vec(&text).unwrap(), "{text:?}");
         }
+    }
+
+    /// Whether serde_json's `Value` takes `text` (trimmed at the end) as an object: the
+    /// acceptance `json_object` must keep.
+    fn value_takes(text: &str) -> bool {
+        text.trim_start().starts_with('{')
+            && matches!(
+                serde_json::from_str(text.trim_end()),
+                Ok(serde_json::Value::Object(_))
+            )
+    }
+
+    #[test]
+    fn quick_scan_decides_as_serde_json_on_mutated_json() {
+        let seeds = [
+            r#"{"level":"info","msg":"request served","status":200,"latency_ms":12.5,"ok":true,"x":null}"#,
+            r#"{"a":[1,-2,0.5,{"b":"c\"d\\e\/f\n"}],"e":{},"f":[],"g":-0}"#,
+            " { \"k\" : [ true , false , null ] } ",
+        ];
+        // Bytes that make and break JSON.
+        let alphabet = b"{}[]:,\"\\/ -+.0123456789eEtrufalsnbx\t\n\r\x01\x7f";
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let mut decided = 0;
+        for _ in 0..20_000 {
+            let mut text = seeds[next(seeds.len())].as_bytes().to_vec();
+            for _ in 0..1 + next(3) {
+                let at = next(text.len() + 1);
+                let byte = alphabet[next(alphabet.len())];
+                match next(3) {
+                    0 => text.insert(at, byte),
+                    1 if at < text.len() => {
+                        text.remove(at);
+                    }
+                    _ if at < text.len() => text[at] = byte,
+                    _ => {}
+                }
+            }
+            let Ok(text) = String::from_utf8(text) else {
+                continue;
+            };
+            if quick_scan(text.trim_end().as_bytes()) != Scan::Unsure {
+                decided += 1;
+            }
+            assert_eq!(json_object(&text).is_some(), value_takes(&text), "{text:?}");
+        }
+        assert!(decided > 10_000, "the quick scan decided only {decided}");
     }
 
     #[test]

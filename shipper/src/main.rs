@@ -77,7 +77,8 @@ async fn main() -> anyhow::Result<()> {
                 &config,
                 pods,
                 &files,
-                &mut std::io::stdout().lock(),
+                // Whole buffers, not a write per line (stdout is line-buffered).
+                &mut std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock()),
             )?;
             for failure in &failures {
                 eprintln!("{failure}");

@@ -88,6 +88,9 @@ struct TailedFile {
     decoder: FileDecoder,
     /// Since when the path no longer leads here (renamed away or deleted).
     rotated: Option<Instant>,
+    /// When the path was last looked at (rotation, truncation): at most once per
+    /// `poll_interval`, not on every pass of a busy loop; never yet when `None`.
+    path_checked: Option<Instant>,
     last_data: Instant,
     /// Read since the last batch: its position goes into the next one.
     touched: bool,
@@ -339,6 +342,7 @@ impl Tailer {
                 head,
                 decoder,
                 rotated: Some(Instant::now()),
+                path_checked: None,
                 last_data: Instant::now(),
                 touched: true,
             },
@@ -391,6 +395,7 @@ impl Tailer {
             file,
             decoder,
             rotated: None,
+            path_checked: None,
             last_data: Instant::now(),
             touched: true,
         }))
@@ -424,6 +429,7 @@ impl Tailer {
                             head: saved.head(),
                             decoder,
                             rotated: Some(Instant::now()),
+                            path_checked: None,
                             last_data: Instant::now(),
                             touched: true,
                         },
@@ -482,6 +488,7 @@ impl Tailer {
                 head,
                 decoder,
                 rotated: Some(Instant::now()),
+                path_checked: None,
                 last_data: Instant::now(),
                 touched: true,
             },
@@ -503,7 +510,13 @@ impl Tailer {
             if !self.files.contains_key(&id) {
                 continue;
             }
-            if self.files[&id].rotated.is_none() {
+            let file = &self.files[&id];
+            // Reads need no look at the path: each read checks the file's head itself.
+            let look = file.rotated.is_none()
+                && file
+                    .path_checked
+                    .is_none_or(|at| at.elapsed() >= self.poll_interval);
+            if look {
                 match self.path_state(id)? {
                     PathState::Same => {}
                     PathState::Moved => moved = true,
@@ -528,6 +541,7 @@ impl Tailer {
 
     fn path_state(&mut self, id: FileId) -> Result<PathState> {
         let file = self.files.get_mut(&id).expect("known file");
+        file.path_checked = Some(Instant::now());
         match std::fs::metadata(&file.path) {
             Ok(meta) if FileId::of(&meta) == id => {
                 let check =

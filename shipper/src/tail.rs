@@ -141,10 +141,10 @@ impl Tailer {
             files: HashMap::new(),
             at_path: HashMap::new(),
             ignored: HashSet::new(),
+            unreadable: HashSet::new(),
             finished: HashMap::new(),
             batch: Batch::default(),
             metrics,
-            unreadable: HashSet::new(),
             chunk: vec![0; READ_CHUNK],
             lines: Vec::new(),
             reload: None,
@@ -233,10 +233,10 @@ impl Tailer {
     /// Expands the globs and starts following files not followed yet.
     fn scan(&mut self) {
         let mut watch: BTreeSet<PathBuf> = self.globs.base_dirs().into_iter().collect();
+        let mut unreadable = HashSet::new();
         for path in self.globs.expand() {
             if self.ignored.contains(&path) {
                 continue;
-        let mut unreadable = HashSet::new();
             }
             let meta = match std::fs::metadata(&path) {
                 Ok(meta) => meta,
@@ -280,22 +280,19 @@ impl Tailer {
                 Err(e) => self.report_unreadable(&path, &e, &mut unreadable),
             }
         }
-        for file in self.files.values() {
-            if let Some(dir) = file.target.as_deref().and_then(Path::parent) {
-                watch.insert(dir.to_owned());
         self.unreadable = unreadable;
         self.metrics
             .files_unreadable
             .set(self.unreadable.len() as i64);
+        for file in self.files.values() {
+            if let Some(dir) = file.target.as_deref().and_then(Path::parent) {
+                watch.insert(dir.to_owned());
             }
         }
         self.events.watch(&watch);
         self.metrics.files_followed.set(self.files.len() as i64);
     }
 
-    /// A file renamed from a glob path to a path outside the globs, never seen at its glob
-    /// path (created and rotated away between two scans): read it whole, as rotated.
-    fn renamed_unseen(&mut self, from: &Path, to: &Path) {
     /// Notes a path that cannot be read in this scan; logged only when it was readable (or
     /// absent) at the scan before, so a file that stays unreadable is reported once.
     fn report_unreadable(
@@ -310,6 +307,9 @@ impl Tailer {
         unreadable.insert(path.to_owned());
     }
 
+    /// A file renamed from a glob path to a path outside the globs, never seen at its glob
+    /// path (created and rotated away between two scans): read it whole, as rotated.
+    fn renamed_unseen(&mut self, from: &Path, to: &Path) {
         if !self.globs.matches(from) || self.globs.matches(to) {
             return; // not leaving the globs: the next scan sees it where it is
         }

@@ -11,6 +11,7 @@ mod m20261125_000005_oidc;
 mod m20261125_000006_retention;
 mod m20261125_000007_fleet;
 mod m20261125_000008_namespace_registry;
+mod m20261130_000009_saved_searches;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000006_retention::Migration),
             Box::new(m20261125_000007_fleet::Migration),
             Box::new(m20261125_000008_namespace_registry::Migration),
+            Box::new(m20261130_000009_saved_searches::Migration),
         ]
     }
 }

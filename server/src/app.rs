@@ -24,6 +24,10 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub metrics: Arc<Metrics>,
     pub fleet: Arc<Fleet>,
+    /// The configuration the server was started with.
+    pub config: Arc<Config>,
+    /// Sign-in settings and the OpenID Connect providers' cached discovery documents.
+    pub sso: Arc<crate::auth::oidc::Sso>,
 }
 
 /// Runs the server until `shutdown` is set (or SIGINT/SIGTERM when `shutdown` is `None`).
@@ -53,11 +57,14 @@ pub async fn serve(config: Config, shutdown: Arc<AtomicBool>) -> Result<()> {
     let retention_task = tokio::spawn(retention.run(shutdown.clone()));
     let fleet = Arc::new(Fleet::new(&config, db.clone()).await);
     let fleet_task = tokio::spawn(fleet.clone().run(shutdown.clone()));
+    let shared_config = Arc::new(config.clone());
     let state = AppState {
         registry,
         db,
         metrics,
         fleet,
+        config: shared_config.clone(),
+        sso: Arc::new(crate::auth::oidc::Sso::new(shared_config)),
     };
     let limiter = web::Data::new(LoginLimiter::new(10, std::time::Duration::from_secs(300)));
     let server = HttpServer::new(move || {

@@ -98,8 +98,14 @@ pub struct OidcProvider {
     /// The issuer; its `/.well-known/openid-configuration` is read (https, or http on loopback).
     pub issuer_url: String,
     pub client_id: String,
-    /// `None` for a public client (PKCE alone).
+    /// `None` for a public client (PKCE alone). Prefer `client_secret_file` or
+    /// `client_secret_env` over writing the secret into the file.
     pub client_secret: Option<Secret>,
+    /// A file holding the client secret (e.g. a mounted Kubernetes Secret); read at each
+    /// sign-in, so a rotated secret applies without a restart. Trailing newlines are removed.
+    pub client_secret_file: Option<PathBuf>,
+    /// The name of an environment variable holding the client secret.
+    pub client_secret_env: Option<String>,
     /// Default: `{public_url}/auth/oidc/{name}/callback`.
     pub redirect_url: Option<String>,
     pub scopes: Vec<String>,
@@ -129,6 +135,8 @@ impl Default for OidcProvider {
             issuer_url: String::new(),
             client_id: String::new(),
             client_secret: None,
+            client_secret_file: None,
+            client_secret_env: None,
             redirect_url: None,
             scopes: ["openid", "profile", "email", "groups"]
                 .map(String::from)
@@ -144,6 +152,47 @@ impl Default for OidcProvider {
 impl OidcProvider {
     pub fn display_name(&self) -> &str {
         self.display_name.as_deref().unwrap_or(&self.name)
+    }
+
+    /// The client secret from `client_secret`, `client_secret_file` or `client_secret_env`
+    /// (at most one of them); `None`: a public client. Errors name the key (`key_prefix` is
+    /// `oidc[i]`), never the secret.
+    pub fn client_secret(&self, key_prefix: &str) -> std::result::Result<Option<Secret>, String> {
+        let given = [
+            self.client_secret.is_some(),
+            self.client_secret_file.is_some(),
+            self.client_secret_env.is_some(),
+        ];
+        if given.iter().filter(|g| **g).count() > 1 {
+            return Err(format!(
+                "{key_prefix}.client_secret: give one of client_secret, client_secret_file and client_secret_env"
+            ));
+        }
+        if let Some(file) = &self.client_secret_file {
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                format!(
+                    "{key_prefix}.client_secret_file: cannot read {}: {e}",
+                    file.display()
+                )
+            })?;
+            let secret = text.trim_end_matches(['\r', '\n']);
+            if secret.is_empty() {
+                return Err(format!(
+                    "{key_prefix}.client_secret_file: {} is empty",
+                    file.display()
+                ));
+            }
+            return Ok(Some(Secret::new(secret)));
+        }
+        if let Some(name) = &self.client_secret_env {
+            return match std::env::var(name) {
+                Ok(value) if !value.is_empty() => Ok(Some(Secret::new(value))),
+                _ => Err(format!(
+                    "{key_prefix}.client_secret_env: the environment variable {name} is not set"
+                )),
+            };
+        }
+        Ok(self.client_secret.clone())
     }
 }
 
@@ -399,9 +448,8 @@ impl Config {
         Ok(config)
     }
 
-    /// The configuration last loaded by [`Config::load`] (defaults before that). The HTTP
-    /// handlers' shared state does not carry the configuration, so the sign-in routes read
-    /// theirs from here.
+    /// The configuration last loaded by [`Config::load`] (defaults before that). Request
+    /// handlers should read `AppState::config` instead (the sign-in routes do).
     pub fn active() -> Arc<Config> {
         ACTIVE
             .read()
@@ -500,6 +548,9 @@ impl Config {
             if provider.clock_skew_secs > 600 {
                 return bad(&key("clock_skew_secs"), "must be at most 600");
             }
+            provider
+                .client_secret(&format!("oidc[{i}]"))
+                .map_err(Error::Config)?;
         }
         Ok(())
     }
@@ -688,6 +739,48 @@ mod tests {
                 "http://127.0.0.1:8181/auth/oidc/test/callback"
             );
             assert!(config.local_accounts, "on by default");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn oidc_client_secret_from_file_or_environment() {
+        Jail::expect_with(|jail| {
+            let provider = |extra: &str| {
+                format!("[[oidc]]\nname = \"corp\"\nissuer_url = \"https://idp.example.com\"\nclient_id = \"c\"\n{extra}")
+            };
+            jail.create_file("client-secret", "from-a-file\n").unwrap();
+            let config =
+                load_toml(jail, &provider("client_secret_file = \"client-secret\"\n")).unwrap();
+            let secret = config.oidc[0].client_secret("oidc[0]").unwrap().unwrap();
+            assert_eq!(secret.expose(), "from-a-file");
+            jail.set_env("CORP_OIDC_SECRET", "from-the-environment");
+            let config = load_toml(
+                jail,
+                &provider("client_secret_env = \"CORP_OIDC_SECRET\"\n"),
+            )
+            .unwrap();
+            let secret = config.oidc[0].client_secret("oidc[0]").unwrap().unwrap();
+            assert_eq!(secret.expose(), "from-the-environment");
+            assert!(!format!("{config:?}").contains("from-the-environment"));
+            for (extra, key) in [
+                (
+                    "client_secret_file = \"missing\"\n",
+                    "oidc[0].client_secret_file",
+                ),
+                (
+                    "client_secret_env = \"NOT_SET_ANYWHERE\"\n",
+                    "oidc[0].client_secret_env",
+                ),
+                (
+                    "client_secret = \"x\"\nclient_secret_env = \"CORP_OIDC_SECRET\"\n",
+                    "oidc[0].client_secret",
+                ),
+            ] {
+                let err = load_toml(jail, &provider(extra)).unwrap_err().to_string();
+                assert!(err.contains(key), "{extra}: {err}");
+                assert!(!err.contains("from-the-environment"), "{err}");
+            }
             Ok(())
         });
     }

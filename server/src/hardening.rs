@@ -1,6 +1,7 @@
 //! Request hardening that applies to every route: security headers on every response, a
 //! same-origin check on state-changing requests that ride on the session cookie (CSRF),
-//! and a limit on failed sign-ins per client address.
+//! and a limit on failed sign-ins per client address (password form and single sign-on
+//! callbacks alike).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::http::Method;
+use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{web, ResponseError};
 
@@ -116,25 +117,67 @@ impl LoginLimiter {
     }
 }
 
-/// Applies the [`LoginLimiter`] in app data to `POST /auth/login`.
+/// The sign-in attempts the limiter watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SignIn {
+    /// `POST /auth/login`: a wrong password answers 401.
+    Password,
+    /// `GET /auth/oidc/{provider}/callback`: a refused callback (tampered or replayed state,
+    /// a token that fails its checks, a refusal by the provider) answers 4xx. Counting these
+    /// stops a client from trying codes or states without end.
+    SsoCallback,
+}
+
+fn sign_in_attempt(method: &Method, path: &str) -> Option<SignIn> {
+    if method == Method::POST && path == "/auth/login" {
+        return Some(SignIn::Password);
+    }
+    let provider = path
+        .strip_prefix("/auth/oidc/")?
+        .strip_suffix("/callback")?;
+    (method == Method::GET && !provider.is_empty() && !provider.contains('/'))
+        .then_some(SignIn::SsoCallback)
+}
+
+/// Applies the [`LoginLimiter`] in app data to sign-in attempts: past the limit, the sign-in
+/// page says so with a 429, whether the attempt is a password or an SSO callback.
 pub async fn limit_logins(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let is_login = request.method() == Method::POST && request.path() == "/auth/login";
+    let attempt = sign_in_attempt(request.method(), request.path());
     let limiter = request.app_data::<web::Data<LoginLimiter>>().cloned();
     let ip = request.peer_addr().map(|a| a.ip());
-    let (Some(limiter), Some(ip), true) = (limiter, ip, is_login) else {
+    let (Some(limiter), Some(ip), Some(attempt)) = (limiter, ip, attempt) else {
         return Ok(next.call(request).await?.map_into_boxed_body());
     };
     if limiter.blocked(ip) {
-        let response = actix_web::HttpResponse::TooManyRequests()
-            .insert_header((header::RETRY_AFTER, limiter.window.as_secs().to_string()))
-            .json(serde_json::json!({"error": "too_many_requests", "detail": "too many failed sign-ins from this address; try again later"}));
+        let reason = format!(
+            "Too many failed sign-ins from this address. Try again in {} minutes.",
+            limiter.window.as_secs().div_ceil(60)
+        );
+        let mut response = match request.app_data::<web::Data<crate::app::AppState>>() {
+            Some(state) => crate::dashboard::login_failed_page(
+                state,
+                StatusCode::TOO_MANY_REQUESTS,
+                "/search",
+                reason,
+            ),
+            None => actix_web::HttpResponse::TooManyRequests().body(reason),
+        };
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(limiter.window.as_secs()),
+        );
         return Ok(request.into_response(response));
     }
     let response = next.call(request).await?.map_into_boxed_body();
-    if response.status() == actix_web::http::StatusCode::UNAUTHORIZED {
+    let status = response.status();
+    let failed = match attempt {
+        SignIn::Password => status == StatusCode::UNAUTHORIZED,
+        SignIn::SsoCallback => status.is_client_error(),
+    };
+    if failed {
         limiter.failed(ip);
     }
     Ok(response)
@@ -158,6 +201,20 @@ mod tests {
         short.failed(a);
         std::thread::sleep(Duration::from_millis(5));
         assert!(!short.blocked(a), "failures expire");
+    }
+
+    #[test]
+    fn password_posts_and_sso_callbacks_are_sign_in_attempts() {
+        let attempt = |method: Method, path: &str| sign_in_attempt(&method, path);
+        assert_eq!(attempt(Method::POST, "/auth/login"), Some(SignIn::Password));
+        assert_eq!(
+            attempt(Method::GET, "/auth/oidc/corp/callback"),
+            Some(SignIn::SsoCallback)
+        );
+        assert_eq!(attempt(Method::GET, "/auth/login"), None);
+        assert_eq!(attempt(Method::GET, "/auth/oidc/corp/login"), None);
+        assert_eq!(attempt(Method::GET, "/auth/oidc//callback"), None);
+        assert_eq!(attempt(Method::GET, "/auth/oidc/a/b/callback"), None);
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod ingest;
 pub mod kafka;
 pub mod metrics;
 pub mod retention;
+pub mod saved_searches;
 pub mod search;
 
 pub use error::{Error, Result};

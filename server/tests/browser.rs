@@ -281,6 +281,42 @@ impl Chrome {
         .await;
     }
 
+    /// Presses `key` (a character, or a WebDriver key code like "\u{e00c}" for Escape) with
+    /// the focus where it is.
+    async fn press(&self, key: &str) {
+        self.post(
+            "/actions",
+            json!({ "actions": [{ "type": "key", "id": "keyboard",
+                "actions": [{ "type": "keyDown", "value": key }, { "type": "keyUp", "value": key }] }] }),
+        )
+        .await;
+    }
+
+    /// Marks the page's window: the mark survives in-place updates, not a page load.
+    async fn mark_window(&self) {
+        self.execute("window.__bitesizeMark = 'still here'; return null")
+            .await;
+    }
+
+    async fn window_marked(&self) -> bool {
+        self.execute("return window.__bitesizeMark === 'still here'")
+            .await
+            == json!(true)
+    }
+
+    /// Waits until `script` returns true (up to 10 s).
+    async fn wait_until(&self, script: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.execute(script).await != json!(true) {
+            assert!(
+                Instant::now() < deadline,
+                "never true: {script} on {}",
+                self.url().await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The header's sign-out button (local accounts: straight back to the sign-in page).
     async fn sign_out(&self) {
         self.click("form.signout button").await;
@@ -532,6 +568,109 @@ async fn dashboard_in_a_real_browser() {
         .await;
     chrome.screenshot("search").await;
 
+    // With JavaScript on, searching, paging, facets and going back update the page in place:
+    // the window (and a mark set on it) survives, the URL follows.
+    chrome
+        .goto(&server.url(&format!("/search?namespace={a}")))
+        .await;
+    chrome.mark_window().await;
+    chrome.type_into("#q", "GET").await;
+    chrome.press("\u{e007}").await; // Enter in the query box
+    chrome.wait_url("q=GET").await;
+    assert!(chrome.text(".summary").await.starts_with("130 matching"));
+    assert!(chrome.window_marked().await, "the search reloaded the page");
+    let focused = chrome.execute("return document.activeElement.id").await;
+    assert_eq!(focused, json!("q"), "the query box keeps the focus");
+    chrome.click("nav.paging a.more").await;
+    chrome.wait_url("cursor=").await;
+    chrome
+        .wait_until("return document.querySelectorAll('tr.hit').length === 130")
+        .await;
+    assert!(chrome.window_marked().await, "paging reloaded the page");
+    let messages = chrome.texts("tr.hit td.message").await;
+    let distinct: std::collections::BTreeSet<&String> = messages.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        130,
+        "older lines appended below, none repeated"
+    );
+    assert!(chrome
+        .text(".summary")
+        .await
+        .contains("showing the newest 130"));
+    assert!(
+        chrome.find_all("nav.paging a.more").await.is_empty(),
+        "no older page"
+    );
+    // Keyboard: j moves to the lines, / back to the query, ? lists the shortcuts.
+    chrome
+        .execute("document.activeElement.blur(); return null")
+        .await;
+    chrome.press("j").await;
+    let on_line = chrome
+        .execute("return document.activeElement.closest('tr.hit') !== null")
+        .await;
+    assert_eq!(on_line, json!(true), "j goes to a log line");
+    chrome.press("/").await;
+    assert_eq!(
+        chrome.execute("return document.activeElement.id").await,
+        json!("q")
+    );
+    chrome.press("\u{e00c}").await; // Escape leaves the box
+    chrome.press("?").await;
+    assert!(chrome.text("#shortcuts").await.contains("Load more"));
+    chrome.screenshot("search-shortcuts").await;
+    chrome.press("\u{e00c}").await;
+    assert!(chrome.find_all("#shortcuts").await.is_empty());
+    // A facet click adds a filter in place; Back returns to the view before it (the older
+    // page's URL: on its own, that page shows the 30 older lines).
+    let before = chrome.url().await;
+    chrome.click("aside.facets a").await;
+    chrome.wait_url("pod%3A").await;
+    assert!(
+        chrome.window_marked().await,
+        "a facet click reloaded the page"
+    );
+    chrome.execute("history.back(); return null").await;
+    chrome
+        .wait_until(&format!(
+            "return location.href === {} && document.querySelectorAll('tr.hit').length === 30",
+            json!(before)
+        ))
+        .await;
+    assert!(chrome.window_marked().await, "Back reloaded the page");
+
+    // Saved searches: save the view, see it listed and confirmed, open it, delete it — in
+    // place as well.
+    chrome
+        .goto(&server.url(&format!("/search?namespace={a}&q=payment")))
+        .await;
+    chrome.mark_window().await;
+    chrome.type_into("#save-name", "Payments in A").await;
+    chrome.click("form.save button[type=submit]").await;
+    chrome.wait_url("saved=").await;
+    assert!(chrome
+        .text("section.saved .notice")
+        .await
+        .contains("Saved “Payments in A”."));
+    assert!(chrome.window_marked().await, "saving reloaded the page");
+    chrome.screenshot("search-saved").await;
+    chrome.goto(&server.url("/search")).await;
+    assert!(chrome.text(".summary").await.starts_with("150 matching"));
+    chrome.mark_window().await;
+    chrome.click("a.saved-search").await;
+    chrome.wait_url("q=payment").await;
+    assert!(chrome.text(".summary").await.starts_with("20 matching"));
+    assert!(chrome.window_marked().await);
+    chrome
+        .click("section.saved form[action^='/search/saved/'] button")
+        .await;
+    chrome
+        .wait_until("return document.querySelector('a.saved-search') === null")
+        .await;
+    assert!(chrome.window_marked().await, "deleting reloaded the page");
+    assert!(chrome.url().await.contains("q=payment"), "back to the view");
+
     // Histogram zoom: dragging over the newest tenth narrows the URL and the results.
     chrome
         .goto(&server.url(&format!("/search?namespace={a}")))
@@ -770,4 +909,30 @@ async fn dashboard_in_a_real_browser() {
     dark.screenshot("search-dark").await;
     dark.goto(&server.url("/audit")).await;
     dark.screenshot("audit-dark").await;
+
+    // Down to a small laptop screen, no page needs scrolling sideways (wide tables scroll
+    // inside themselves).
+    for (width, height) in [(1280, 800), (1024, 700)] {
+        dark.post("/window/rect", json!({ "width": width, "height": height }))
+            .await;
+        for page in [
+            format!("/search?namespace={a}"),
+            "/access".into(),
+            "/audit".into(),
+            "/namespaces".into(),
+            "/fleet".into(),
+        ] {
+            dark.goto(&server.url(&page)).await;
+            let overflow = dark
+                .execute("return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+                .await;
+            assert!(
+                overflow.as_i64().unwrap_or(1) <= 0,
+                "{page} at {width}px is {overflow} px too wide"
+            );
+        }
+    }
+    dark.goto(&server.url(&format!("/search?namespace={a}")))
+        .await;
+    dark.screenshot("search-laptop-1024").await;
 }

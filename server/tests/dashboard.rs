@@ -963,3 +963,260 @@ async fn fleet_page_previews_and_saves_the_shipper_config() {
     let again = post(form("save", good_config, resources)).await;
     assert_eq!(again.headers()["location"], "/fleet?done=unchanged");
 }
+
+/// Signs `user` in with the password form; returns the session cookie (`name=value`).
+async fn sign_in_cookie(server: &Server, user: &str, password: &str) -> String {
+    let response = post_form(
+        server,
+        "/auth/login",
+        "",
+        &server.url(""),
+        &[("user", user), ("password", password), ("next", "/search")],
+    )
+    .await;
+    assert_eq!(response.status(), 303, "{user} signs in");
+    response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+async fn page_with_cookie(server: &Server, path: &str, cookie: &str) -> (u16, String) {
+    let response = reqwest::Client::new()
+        .get(server.url(path))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+async fn saved_names(server: &Server, cookie: &str) -> Vec<(String, bool)> {
+    let (status, body) = page_with_cookie(server, "/api/v1/saved-searches", cookie).await;
+    assert_eq!(status, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    json["saved_searches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap().to_owned(), s["mine"] == true))
+        .collect()
+}
+
+/// Saved searches on `/search`: save the view (the URL state without paging or reason),
+/// open it, list mine and those shared with me as an owner of one of their namespaces,
+/// delete mine only; errors said on the page; audited.
+#[tokio::test(flavor = "multi_thread")]
+async fn saved_searches_are_listed_shared_with_owners_and_deleted() {
+    let root = tempfile::tempdir().unwrap();
+    let id = common::unique();
+    let (shop, other) = (format!("shop-{id}"), format!("other-{id}"));
+    let server = Server::start(&root.path().join("data"), &shop, None);
+    let env = &server.env;
+    // olga owns shop, otto owns shop-* (also shop), vic views shop, sam owns other.
+    for (user, role, pattern) in [
+        ("olga", "owner", shop.clone()),
+        ("otto", "owner", "shop-*".to_owned()),
+        ("vic", "viewer", shop.clone()),
+        ("sam", "owner", other.clone()),
+    ] {
+        cli(
+            env,
+            &["user", "add", user, "--password-stdin"],
+            Some(&format!("{user}-password-1\n")),
+        );
+        cli(
+            env,
+            &[
+                "binding",
+                "add",
+                "--user",
+                user,
+                "--role",
+                role,
+                "--pattern",
+                &pattern,
+            ],
+            None,
+        );
+    }
+    let olga = sign_in_cookie(&server, "olga", "olga-password-1").await;
+    let origin = server.url("");
+
+    // Save the view; back to it, confirmed, and listed.
+    let url = format!(
+        "/search?namespace={shop}&q=error%20pod%3Aweb-*&from=now-1h&cursor=abc&reason=INC-1"
+    );
+    let response = post_form(
+        &server,
+        "/search/saved",
+        &olga,
+        &origin,
+        &[
+            ("name", "Checkout errors"),
+            ("url", &url),
+            ("shared", "true"),
+        ],
+    )
+    .await;
+    assert_eq!(response.status(), 303);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let view = format!("/search?namespace={shop}&q=error%20pod%3Aweb-%2A&from=now-1h");
+    assert!(
+        location.starts_with(&format!("{view}&saved=")),
+        "{location}"
+    );
+    let (status, html) = page_with_cookie(&server, &location, &olga).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Saved “Checkout errors”."), "{html}");
+    assert!(
+        html.contains(&format!(
+            "href=\"{}\" class=\"saved-search\"",
+            view.replace('&', "&amp;")
+        )),
+        "{html}"
+    );
+    assert!(html.contains("shared with the owners of"), "{html}");
+    // A private one; a name already used, sharing without a namespace and a namespace she
+    // may not read are refused on the page, the form keeping what was typed.
+    let response = post_form(
+        &server,
+        "/search/saved",
+        &olga,
+        &origin,
+        &[
+            ("name", "Just mine"),
+            ("url", &format!("/search?namespace={shop}&q=timeout")),
+        ],
+    )
+    .await;
+    assert_eq!(response.status(), 303);
+    for (form, status, says) in [
+        (
+            vec![("name", "Checkout errors"), ("url", view.as_str())],
+            400,
+            "already have a saved search named",
+        ),
+        (
+            vec![
+                ("name", "Everything"),
+                ("url", "/search?q=x"),
+                ("shared", "true"),
+            ],
+            400,
+            "pick the namespaces",
+        ),
+        (
+            vec![
+                ("name", "Theirs"),
+                ("url", &*format!("/search?namespace={other}")),
+            ],
+            403,
+            "not one you may read",
+        ),
+    ] {
+        let response = post_form(&server, "/search/saved", &olga, &origin, &form).await;
+        assert_eq!(response.status(), status, "{form:?}");
+        let html = response.text().await.unwrap();
+        assert!(html.contains(says), "{says}: {html}");
+        assert!(
+            html.contains(&format!("name=\"name\" value=\"{}\"", form[0].1)),
+            "keeps the name: {html}"
+        );
+    }
+    // From another site: refused before anything is saved.
+    let response = post_form(
+        &server,
+        "/search/saved",
+        &olga,
+        "http://evil.example",
+        &[("name", "Evil"), ("url", &view)],
+    )
+    .await;
+    assert_eq!(response.status(), 403);
+    assert_eq!(
+        saved_names(&server, &olga).await,
+        vec![
+            ("Checkout errors".to_owned(), true),
+            ("Just mine".to_owned(), true)
+        ]
+    );
+
+    // Shared with the owners of shop: otto sees it (not hers alone), vic (a viewer) and sam
+    // (owner of another namespace) see nothing.
+    let otto = sign_in_cookie(&server, "otto", "otto-password-1").await;
+    assert_eq!(
+        saved_names(&server, &otto).await,
+        vec![("Checkout errors".to_owned(), false)]
+    );
+    let (_, html) = page_with_cookie(&server, "/search", &otto).await;
+    assert!(html.contains("shared by olga"), "{html}");
+    assert!(
+        !html.contains("action=\"/search/saved/"),
+        "no delete button for someone else's search: {html}"
+    );
+    for user in ["vic", "sam"] {
+        let cookie = sign_in_cookie(&server, user, &format!("{user}-password-1")).await;
+        assert!(saved_names(&server, &cookie).await.is_empty(), "{user}");
+        let (_, html) = page_with_cookie(&server, "/search", &cookie).await;
+        assert!(!html.contains("Checkout errors"), "{user}: {html}");
+    }
+
+    // Open one through the API: its URL; only its owner deletes it.
+    let (_, list) = page_with_cookie(&server, "/api/v1/saved-searches", &olga).await;
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let shared_id = list["saved_searches"][0]["id"].as_i64().unwrap();
+    let private_id = list["saved_searches"][1]["id"].as_i64().unwrap();
+    let (status, one) = page_with_cookie(
+        &server,
+        &format!("/api/v1/saved-searches/{shared_id}"),
+        &otto,
+    )
+    .await;
+    assert_eq!(status, 200, "{one}");
+    let one: serde_json::Value = serde_json::from_str(&one).unwrap();
+    assert_eq!(one["url"], view.as_str());
+    assert_eq!(one["owner"], "olga");
+    let (status, _) = page_with_cookie(
+        &server,
+        &format!("/api/v1/saved-searches/{private_id}"),
+        &otto,
+    )
+    .await;
+    assert_eq!(status, 404, "a private one is nobody else's business");
+    let response = reqwest::Client::new()
+        .delete(server.url(&format!("/api/v1/saved-searches/{shared_id}")))
+        .header("cookie", &otto)
+        .header("origin", &origin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let response = post_form(
+        &server,
+        &format!("/search/saved/{shared_id}/delete"),
+        &olga,
+        &origin,
+        &[("back", &view)],
+    )
+    .await;
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], view.as_str());
+    assert_eq!(
+        saved_names(&server, &olga).await,
+        vec![("Just mine".to_owned(), true)]
+    );
+    assert!(saved_names(&server, &otto).await.is_empty());
+
+    // Audited: two saves and a delete by olga.
+    for (action, count) in [("saved_search.create", 2), ("saved_search.delete", 1)] {
+        let (status, body) = server
+            .get_json(&format!("/api/v1/audit?action={action}&actor=olga"))
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(body["events"].as_array().unwrap().len(), count, "{body}");
+    }
+}

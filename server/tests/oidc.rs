@@ -13,11 +13,18 @@ use common::{cli, cri, oidc_client, oidc_issuer, unique, Browser, LogDir, Server
 /// Two providers over the one test issuer: `test` reads groups from the ID token,
 /// `test-userinfo` from the userinfo endpoint.
 fn sso_settings(extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let (_, secret) = oidc_client();
+    sso_settings_with_secret(&format!(r#"client_secret="{secret}""#), extra)
+}
+
+/// Like [`sso_settings`], the client secret given by `secret_setting` (one of the
+/// `client_secret*` keys).
+fn sso_settings_with_secret(secret_setting: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let issuer = oidc_issuer();
-    let (id, secret) = oidc_client();
+    let (id, _) = oidc_client();
     let provider = |name: &str, display: &str, more: &str| {
         format!(
-            r#"{{name="{name}", display_name="{display}", issuer_url="{issuer}", client_id="{id}", client_secret="{secret}"{more}}}"#
+            r#"{{name="{name}", display_name="{display}", issuer_url="{issuer}", client_id="{id}", {secret_setting}{more}}}"#
         )
     };
     let mut settings = vec![(
@@ -480,8 +487,28 @@ async fn groups_can_come_from_userinfo() {
     assert_eq!(body["groups"], serde_json::json!([]), "{body}");
 }
 
-/// Signs in, signs out; the session is gone and the browser goes on to the provider.
-async fn sign_in_and_out(server: &Server) {
+/// The `id_token_sealed` column of `user`'s sessions, read straight from the database.
+async fn stored_id_tokens(database_url: &str, user: &str) -> Vec<Option<String>> {
+    use sea_orm::{ConnectionTrait, Database, Statement};
+    let db = Database::connect(database_url).await.unwrap();
+    let rows = db
+        .query_all(Statement::from_string(
+            db.get_database_backend(),
+            format!("SELECT id_token_sealed FROM sessions WHERE user_name = '{user}'"),
+        ))
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|row| {
+            row.try_get::<Option<String>>("", "id_token_sealed")
+                .unwrap()
+        })
+        .collect()
+}
+
+/// Signs in, signs out; the session is gone and the browser goes on to the provider. The
+/// ID token kept for that is not stored in plain text. `database_url`: the server's.
+async fn sign_in_and_out(server: &Server, database_url: &str) {
     let user = format!("carol-{}", unique());
     let mut browser = Browser::new();
     let response = sign_in(&mut browser, server, "test", &As::user(&user)).await;
@@ -490,6 +517,15 @@ async fn sign_in_and_out(server: &Server) {
         .cookie(&server.url("/"), "bitesize_session")
         .expect("session");
     assert_eq!(me(&mut browser, server).await.0, 200);
+    let stored = stored_id_tokens(database_url, &user).await;
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let sealed = stored[0]
+        .clone()
+        .expect("the session keeps the logout hint");
+    assert!(
+        sealed.starts_with("v1:") && !sealed.contains("eyJ"),
+        "sealed, not a JWT: {sealed}"
+    );
 
     let response = browser.post(&server.url("/auth/logout")).await;
     assert_eq!(response.status(), 200);
@@ -506,12 +542,17 @@ async fn sign_in_and_out(server: &Server) {
         "{href}"
     );
     let params: Vec<(String, String)> = end.query_pairs().into_owned().collect();
-    assert!(
-        params
-            .iter()
-            .any(|(k, v)| k == "id_token_hint" && v.split('.').count() == 3),
-        "{href}"
-    );
+    let hint = params
+        .iter()
+        .find(|(k, _)| k == "id_token_hint")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| panic!("an id_token_hint: {href}"));
+    assert_eq!(hint.split('.').count(), 3, "{href}");
+    // The browser's cookie unsealed it; the database never held it in the clear.
+    for stored in stored_id_tokens(database_url, &user).await {
+        let stored = stored.unwrap_or_default();
+        assert!(!stored.contains(&hint) && !stored.contains(hint.split('.').nth(1).unwrap()));
+    }
     assert!(
         params
             .iter()
@@ -535,19 +576,128 @@ async fn sign_in_and_out(server: &Server) {
     assert_eq!(events.len(), 1, "{events:?}");
 }
 
+/// The client secret in the server's log, at debug level: never.
+fn assert_secret_not_logged(server: &Server) {
+    let (_, secret) = oidc_client();
+    let log = std::fs::read_to_string(server.data_dir.with_extension("server.log")).unwrap();
+    assert!(log.contains("serving"), "the log was captured");
+    assert!(
+        !log.contains(&secret),
+        "the client secret appears in the server log"
+    );
+}
+
+/// The client secret from a file (SQLite), and from an environment variable (PostgreSQL).
 #[tokio::test]
 async fn logout_ends_the_session_here_and_at_the_provider() {
     let root = tempfile::tempdir().unwrap();
-    let server = start_server(root.path(), None);
-    sign_in_and_out(&server).await;
+    let (_, secret) = oidc_client();
+    let secret_file = root.path().join("oidc-client-secret");
+    std::fs::write(&secret_file, format!("{secret}\n")).unwrap();
+    let settings = sso_settings_with_secret(
+        &format!(r#"client_secret_file="{}""#, secret_file.display()),
+        &[("BITESIZE_LOG", "debug")],
+    );
+    let data = root.path().join("data");
+    let server = Server::start_with_settings(
+        &data,
+        &format!("^logs\\.none-{}$", unique()),
+        None,
+        &settings,
+    );
+    let database = format!("sqlite://{}?mode=ro", data.join("bitesize.db").display());
+    sign_in_and_out(&server, &database).await;
+    assert_secret_not_logged(&server);
 }
 
 #[tokio::test]
 async fn sso_on_postgres() {
     let root = tempfile::tempdir().unwrap();
     let url = common::fresh_postgres_database().await;
-    let server = start_server(root.path(), Some(&url));
-    sign_in_and_out(&server).await;
+    let (_, secret) = oidc_client();
+    let settings = sso_settings_with_secret(
+        r#"client_secret_env="TEST_IDP_CLIENT_SECRET""#,
+        &[
+            ("TEST_IDP_CLIENT_SECRET", &secret),
+            ("BITESIZE_LOG", "debug"),
+        ],
+    );
+    let server = Server::start_with_settings(
+        &root.path().join("data"),
+        &format!("^logs\\.none-{}$", unique()),
+        Some(&url),
+        &settings,
+    );
+    sign_in_and_out(&server, &url).await;
+    assert_secret_not_logged(&server);
+}
+
+/// A wrong client secret is the provider's refusal, said plainly; a missing secret file
+/// stops the server at start-up naming the key.
+#[tokio::test]
+async fn a_missing_secret_file_is_a_config_error_naming_the_key() {
+    let root = tempfile::tempdir().unwrap();
+    let settings = sso_settings_with_secret(
+        &format!(
+            r#"client_secret_file="{}""#,
+            root.path().join("no-such-file").display()
+        ),
+        &[],
+    );
+    let mut env: std::collections::HashMap<String, String> = settings.into_iter().collect();
+    env.insert(
+        "BITESIZE_DATA_DIR".into(),
+        root.path().join("data").display().to_string(),
+    );
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_bitesize"))
+        .arg("migrate")
+        .envs(&env)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("oidc[0].client_secret_file") && stderr.contains("no-such-file"),
+        "{stderr}"
+    );
+}
+
+/// Refused callbacks count as failed sign-ins: after ten, even an honest sign-in through
+/// the provider gets 429, and so does the password form.
+#[tokio::test]
+async fn failed_callbacks_count_in_the_login_throttle() {
+    let root = tempfile::tempdir().unwrap();
+    let server = start_server(root.path(), None);
+    for i in 0..10 {
+        let mut browser = Browser::new();
+        browser.set_cookie(
+            &server.url("/"),
+            "bitesize_oidc_state",
+            &format!("guess-{i}"),
+        );
+        let response = browser
+            .get(&server.url(&format!(
+                "/auth/oidc/test/callback?state=guess-{i}&code=guessed-code"
+            )))
+            .await;
+        assert_eq!(response.status(), 401, "attempt {i}");
+    }
+    let mut browser = Browser::new();
+    let response = sign_in(&mut browser, &server, "test", &As::user("honest-dave")).await;
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+    let page = response.text().await.unwrap();
+    assert!(page.contains("Too many failed sign-ins"), "{page}");
+    assert!(browser
+        .cookie(&server.url("/"), "bitesize_session")
+        .is_none());
+    let response = reqwest::Client::new()
+        .post(server.url("/auth/login"))
+        .form(&[("user", "admin"), ("password", "whatever-it-is")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
 }
 
 #[tokio::test]

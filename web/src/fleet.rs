@@ -359,7 +359,7 @@ pub(crate) fn FleetView(page: FleetPage) -> impl IntoView {
         .collect_view();
     view! {
         <Header viewer=viewer current="/fleet"/>
-        <main class="page">
+        <main class="page" id="main">
             <h1 class="title">"Fleet"</h1>
             <p class="help">"The log shipper on every node: what it runs, whether it keeps up, and the config it should run."</p>
             {notice.map(|n| view! { <p class="notice" role="status">{n}</p> })}

@@ -21,8 +21,8 @@ pub use fleet::{
 };
 
 pub use search::{
-    quote_value, urlencode, FacetCount, FacetGroup, Histogram, HistogramBar, HitRow, SearchPage,
-    Selection, PRESETS,
+    quote_value, urlencode, FacetCount, FacetGroup, Histogram, HistogramBar, HitRow,
+    SavedSearchRow, SearchPage, Selection, PRESETS,
 };
 
 /// The page script (`/` focuses the query box), served by the server at [`APP_JS_PATH`];
@@ -152,6 +152,33 @@ mark { background:#ffe58a; color:#1d2330; border-radius:2px; }
 td.stderr { color:var(--err); }
 nav.paging { display:flex; gap:1rem; justify-content:center; margin:1rem 0; }
 nav.paging a { padding:.35rem .8rem; border:1px solid var(--line); border-radius:6px; text-decoration:none; }
+nav.paging { color:var(--muted); }
+.side { display:flex; flex-direction:column; gap:1.2rem; min-width:0; }
+section.saved h2 { font-size:.95rem; margin:0 0 .4rem; }
+ul.saved-list { list-style:none; margin:0 0 .6rem; padding:0; }
+ul.saved-list li { display:flex; flex-wrap:wrap; align-items:center; gap:0 .4rem; padding:.2rem 0; border-bottom:1px solid var(--line); }
+ul.saved-list a.saved-search { font-weight:600; text-decoration:none; overflow:hidden; text-overflow:ellipsis; white-space:nowrap; max-width:100%; }
+ul.saved-list .whose { color:var(--muted); font-size:.75rem; flex-basis:100%; order:3; }
+ul.saved-list form.inline { margin-left:auto; }
+form.save { display:flex; flex-direction:column; gap:.3rem; font-size:.9rem; }
+form.save label { color:var(--muted); }
+form.save input[type=text], form.save input:not([type]) { padding:.3rem .5rem; font:inherit; border:1px solid var(--line); border-radius:6px; background:var(--bg); color:var(--fg); }
+form.save input[aria-invalid] { border-color:var(--err); }
+form.save label.check { color:var(--fg); }
+form.save button { align-self:flex-start; padding:.3rem .8rem; font:inherit; border-radius:6px; border:1px solid var(--accent); background:none; color:var(--accent); cursor:pointer; }
+form.save .error { margin:0; font-size:.85rem; }
+a.skip { position:absolute; left:-999px; top:.4rem; padding:.3rem .6rem; background:var(--bg); border:2px solid var(--accent); border-radius:6px; z-index:10; }
+a.skip:focus { left:.6rem; }
+main:focus { outline:none; }
+body.loading main { opacity:.55; transition:opacity .15s .1s; }
+.shortcuts { position:fixed; right:1.2rem; bottom:1.2rem; z-index:20; max-width:24rem; padding:.8rem 1rem; background:var(--bg); border:1px solid var(--line); border-radius:8px; box-shadow:0 6px 24px rgba(0,0,0,.25); }
+.shortcuts h2 { font-size:1rem; margin:0 0 .5rem; }
+.shortcuts dl { display:grid; grid-template-columns:auto 1fr; gap:.25rem .8rem; margin:0 0 .6rem; font-size:.9rem; }
+.shortcuts dd { margin:0; }
+kbd { font:12px ui-monospace, SFMono-Regular, Menlo, monospace; padding:.05rem .35rem; border:1px solid var(--line); border-bottom-width:2px; border-radius:4px; }
+header { flex-wrap:wrap; }
+header .who { min-width:0; overflow:hidden; text-overflow:ellipsis; white-space:nowrap; max-width:40vw; }
+@media (max-width: 1100px) { .layout { grid-template-columns:minmax(11rem, 13rem) minmax(0, 1fr); gap:.9rem; } main { padding:.8rem; } }
 "#;
 
 fn document(title: &str, body: String) -> String {
@@ -345,6 +372,7 @@ pub(crate) fn Header(viewer: Viewer, current: &'static str) -> impl IntoView {
         })
         .collect_view();
     view! {
+        <a class="skip" href="#main">"Skip to content"</a>
         <header>
             <a class="brand" href="/search"><h1>"Bitesize"</h1></a>
             <nav aria-label="Pages">{links}</nav>

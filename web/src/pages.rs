@@ -262,7 +262,7 @@ pub(crate) fn AccessView(page: AccessPage) -> impl IntoView {
     };
     view! {
         <Header viewer=viewer current="/access"/>
-        <main class="page">
+        <main class="page" id="main">
             <h1 class="title">"Access"</h1>
             {notice.map(|n| view! { <p class="notice" role="status">{n}</p> })}
             {error.map(|e| view! { <p class="error" role="alert">{e}</p> })}
@@ -336,7 +336,7 @@ pub(crate) fn AuditView(page: AuditPage) -> impl IntoView {
     });
     view! {
         <Header viewer=viewer current="/audit"/>
-        <main class="page">
+        <main class="page" id="main">
             <h1 class="title">"Audit log"</h1>
             {chain_view}
             <form method="get" action="/audit" class="card row" aria-label="Filter events">
@@ -417,7 +417,7 @@ pub(crate) fn NamespacesView(page: NamespacesPage) -> impl IntoView {
         .collect_view();
     view! {
         <Header viewer=viewer current="/namespaces"/>
-        <main class="page">
+        <main class="page" id="main">
             <h1 class="title">"Namespaces"</h1>
             <p class="help">"The namespaces you may read: their Kafka topic and how long their logs are kept (— : not set in the namespace registry)."</p>
             {notice.map(|n| view! { <p class="notice" role="status">{n}</p> })}
@@ -458,7 +458,7 @@ pub(crate) fn ForbiddenView(page: ForbiddenPage) -> impl IntoView {
     };
     view! {
         <Header viewer=viewer current=""/>
-        <main class="page">
+        <main class="page" id="main">
             <h1 class="title">"You do not have access to this page"</h1>
             <p class="error" role="alert">{format!("{wanted}: {missing}")}</p>
             <p>{who}</p>

@@ -61,6 +61,21 @@ pub struct FacetCount {
     pub count: u64,
 }
 
+/// A saved search in the page's list.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SavedSearchRow {
+    pub id: i64,
+    pub name: String,
+    /// `/search?…`: opening it runs the search under the viewer's own scope.
+    pub href: String,
+    pub owner: String,
+    /// Saved by the viewer (who may delete it).
+    pub mine: bool,
+    /// Shared with the owners of its namespaces.
+    pub shared: bool,
+    pub namespaces: Vec<String>,
+}
+
 /// Everything the search page shows.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SearchPage {
@@ -86,6 +101,14 @@ pub struct SearchPage {
     pub facets: Vec<FacetGroup>,
     /// Why the search failed (e.g. a query that does not parse), said plainly.
     pub error: Option<String>,
+    /// The viewer's saved searches and those shared with them.
+    pub saved: Vec<SavedSearchRow>,
+    /// Why saving failed, said plainly (the form keeps what was typed).
+    pub save_error: Option<String>,
+    /// What the save form held when saving failed.
+    pub save_name: String,
+    /// "Saved “name”.", after a save.
+    pub notice: Option<String>,
 }
 
 /// Time range presets: (label, `from`).
@@ -289,6 +312,83 @@ fn FacetsPanel(facets: Vec<FacetGroup>, selection: Selection) -> impl IntoView {
     }
 }
 
+/// Saved searches: open one, delete one's own, save the current view (optionally shared with
+/// the owners of its namespaces). Plain links and form posts.
+#[component]
+fn SavedPanel(
+    saved: Vec<SavedSearchRow>,
+    selection: Selection,
+    error: Option<String>,
+    name: String,
+    notice: Option<String>,
+) -> impl IntoView {
+    // The view being looked at, without the auditor's reason (it belongs to one read).
+    let current = Selection {
+        reason: String::new(),
+        ..selection.clone()
+    }
+    .href("/search", &[]);
+    let back = selection.href("/search", &[]);
+    let empty = saved.is_empty();
+    let items = saved
+        .into_iter()
+        .map(|s| {
+            let whose = if s.mine {
+                if s.shared {
+                    format!("shared with the owners of {}", s.namespaces.join(", "))
+                } else {
+                    "only you".to_owned()
+                }
+            } else {
+                format!("shared by {}", s.owner)
+            };
+            let delete = s.mine.then(|| {
+                let label = format!("Delete the saved search {}", s.name);
+                view! {
+                    <form method="post" action=format!("/search/saved/{}/delete", s.id) class="inline">
+                        <input type="hidden" name="back" value=back.clone()/>
+                        <button type="submit" class="plain" aria-label=label title="Delete">"✕"</button>
+                    </form>
+                }
+            });
+            view! {
+                <li>
+                    <a href=s.href class="saved-search">{s.name}</a>
+                    <span class="whose">{whose}</span>
+                    {delete}
+                </li>
+            }
+        })
+        .collect_view();
+    let share = if selection.namespace.is_empty() {
+        view! { <p class="help">"Pick a namespace to share a search with its owners."</p> }
+            .into_any()
+    } else {
+        view! {
+            <label class="check"><input type="checkbox" name="shared" value="true"/>
+                {format!(" Share with the owners of {}", selection.namespace)}</label>
+        }
+        .into_any()
+    };
+    view! {
+        <section class="saved" aria-labelledby="saved-title">
+            <h2 id="saved-title">"Saved searches"</h2>
+            {notice.map(|n| view! { <p class="notice" role="status">{n}</p> })}
+            {empty.then(|| view! { <p class="help">"None yet: save the view you are looking at below."</p> })}
+            <ul class="saved-list">{items}</ul>
+            <form method="post" action="/search/saved" class="save">
+                <input type="hidden" name="url" value=current/>
+                <label for="save-name">"Save this view as"</label>
+                <input id="save-name" name="name" value=name required=true maxlength="100" placeholder="e.g. checkout errors"
+                    aria-invalid=error.is_some().then_some("true") aria-describedby=error.is_some().then_some("save-error")/>
+                {share}
+                {error.map(|e| view! { <p class="error" id="save-error" role="alert">{e}</p> })}
+                <button type="submit">"Save"</button>
+            </form>
+        </section>
+    }
+}
+
 fn message_view(hit: &HitRow) -> impl IntoView {
     highlight::pieces(&hit.message, &hit.highlights)
         .into_iter()
@@ -321,6 +421,10 @@ pub(crate) fn SearchView(page: SearchPage) -> impl IntoView {
         histogram,
         facets,
         error,
+        saved,
+        save_error,
+        save_name,
+        notice,
     } = page;
     let selection = Selection {
         namespace: namespace.clone(),
@@ -411,9 +515,12 @@ pub(crate) fn SearchView(page: SearchPage) -> impl IntoView {
     let has_facets = facets.iter().any(|f| !f.values.is_empty());
     let facets =
         has_facets.then(|| view! { <FacetsPanel facets=facets selection=selection.clone()/> });
+    let saved = view! {
+        <SavedPanel saved=saved selection=selection.clone() error=save_error name=save_name notice=notice/>
+    };
     view! {
         <Header viewer=viewer current="/search"/>
-        <main class="search">
+        <main class="search" id="main">
             <form class="search" method="get" action="/search" role="search">
                 <div class="row">
                     <label for="namespace" class="visually-hidden">"Namespace"</label>
@@ -437,14 +544,17 @@ pub(crate) fn SearchView(page: SearchPage) -> impl IntoView {
                 </div>
                 {reason_field}
                 <p id="q-help" class="help">
-                    "Words, \"phrases\", conn*, pod:web-1, fields.level:error, a OR b, -word, (grouping). Press / to jump here."
+                    "Words, \"phrases\", conn*, pod:web-1, fields.level:error, a OR b, -word, (grouping). Press / to jump here, ? for every keyboard shortcut."
                 </p>
             </form>
             {error.map(|e| view! { <p class="error" role="alert">{e}</p> })}
             {histogram}
             <div class="layout">
-                {facets}
-                <section class="results" aria-label="Results" data-tail=tail_href>
+                <div class="side">
+                    {saved}
+                    {facets}
+                </div>
+                <section class="results" id="results" aria-label="Results" data-tail=tail_href>
                     <div class="toolbar">
                         <p class="summary" role="status">{summary}</p>
                         <span class="export">"Export: "

@@ -4,6 +4,7 @@ pub mod access;
 mod kafka_stream;
 pub mod namespaces_admin;
 mod openapi;
+mod saved_searches;
 mod stream;
 
 pub(crate) use stream::csv_cell;
@@ -40,7 +41,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .configure(access::routes)
         .configure(namespaces_admin::routes)
-        .configure(kafka_stream::routes);
+        .configure(kafka_stream::routes)
+        .configure(saved_searches::routes);
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "the server answers")))]

@@ -5,7 +5,8 @@
 //!
 //! `GET /auth/oidc/{provider}/login` sends the browser to the provider;
 //! `GET /auth/oidc/{provider}/callback` checks what comes back and starts a session (both
-//! registered by `dashboard::routes`, which also hands them the shared [`Sso`]).
+//! registered by `dashboard::routes`; the process's [`Sso`] is `AppState::sso`, built from
+//! the configuration at start-up).
 //!
 //! A sign-in in progress (state, nonce, PKCE verifier, where to go afterwards) is kept in the
 //! database (`oidc_logins`), keyed by a hash of the random `state`, for at most
@@ -16,7 +17,7 @@
 //! in another browser (login CSRF) or with a changed `state` is refused.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::cookie::{Cookie, SameSite};
@@ -93,7 +94,7 @@ type OurIdToken = IdToken<
 type OurIdTokenClaims = IdTokenClaims<ExtraClaims, CoreGenderClaim>;
 
 /// The configured providers, an HTTP client for talking to them and their discovery
-/// documents. One per process, built from [`Config::active`].
+/// documents. One per process (`AppState::sso`).
 pub struct Sso {
     config: Arc<Config>,
     http: openidconnect::reqwest::Client,
@@ -108,14 +109,8 @@ pub struct ProviderLink {
 }
 
 impl Sso {
-    /// The process's sign-in settings.
-    pub fn shared() -> Arc<Sso> {
-        static SSO: OnceLock<Arc<Sso>> = OnceLock::new();
-        SSO.get_or_init(|| Arc::new(Sso::new(Config::active())))
-            .clone()
-    }
-
-    fn new(config: Arc<Config>) -> Sso {
+    /// The sign-in settings of `config`.
+    pub fn new(config: Arc<Config>) -> Sso {
         let http = openidconnect::reqwest::ClientBuilder::new()
             // Following redirects would let a provider point us anywhere (SSRF).
             .redirect(openidconnect::reqwest::redirect::Policy::none())
@@ -192,20 +187,31 @@ impl Sso {
     > {
         let redirect = RedirectUrl::new(self.config.oidc_redirect_url(provider))
             .map_err(|e| format!("redirect_url: {e}"))?;
+        // Read at each use: a secret file rotated in place applies without a restart. The
+        // error names the key, never the secret.
+        let index = self
+            .config
+            .oidc
+            .iter()
+            .position(|p| p.name == provider.name)
+            .unwrap_or_default();
+        let secret = provider.client_secret(&format!("oidc[{index}]"))?;
         Ok(CoreClient::from_provider_metadata(
             metadata,
             ClientId::new(provider.client_id.clone()),
-            provider
-                .client_secret
-                .as_ref()
-                .map(|s| ClientSecret::new(s.expose().to_owned())),
+            secret.map(|s| ClientSecret::new(s.expose().to_owned())),
         )
         .set_redirect_uri(redirect))
     }
 
     /// Where to send the browser after a local sign-out of a session that came from
-    /// `provider_name`: its `end_session_endpoint` with the ID token as hint, if it has one.
-    pub async fn end_session_url(&self, provider_name: &str, id_token: &str) -> Option<String> {
+    /// `provider_name`: its `end_session_endpoint` with the ID token as hint (when there is
+    /// one), if the provider has such an endpoint.
+    pub async fn end_session_url(
+        &self,
+        provider_name: &str,
+        id_token: Option<&str>,
+    ) -> Option<String> {
         let provider = self.provider(provider_name)?;
         let metadata = match self.metadata(provider).await {
             Ok(m) => m,
@@ -220,7 +226,7 @@ impl Sso {
             .clone()?;
         let mut request =
             LogoutRequest::from(endpoint).set_client_id(ClientId::new(provider.client_id.clone()));
-        if let Ok(token) = id_token.parse::<OurIdToken>() {
+        if let Some(Ok(token)) = id_token.map(str::parse::<OurIdToken>) {
             request = request.set_id_token_hint(&token);
         }
         if let Ok(back) = PostLogoutRedirectUrl::new(format!("{}/login", self.config.public_base()))
@@ -265,6 +271,19 @@ impl Failure {
     fn rejected(reason: impl Into<String>) -> Failure {
         Failure::new(StatusCode::UNAUTHORIZED, reason)
     }
+
+    /// A setting of ours is wrong (e.g. an unreadable secret file): the operator reads why
+    /// in the log, the user is told to ask them.
+    fn misconfigured(provider: &OidcProvider, error: String) -> Failure {
+        tracing::error!(provider = %provider.name, error = %error, "sign-in provider misconfigured");
+        Failure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!(
+                "Sign-in with {} is not set up correctly here; the server log says why.",
+                provider.display_name()
+            ),
+        )
+    }
 }
 
 fn secure(request: &HttpRequest) -> bool {
@@ -297,18 +316,19 @@ fn state_cookie_removal() -> Cookie<'static> {
 /// challenge.
 pub async fn login(
     state: web::Data<AppState>,
-    sso: web::Data<Sso>,
     provider: web::Path<String>,
     params: web::Query<LoginParams>,
     request: HttpRequest,
 ) -> HttpResponse {
     let next = crate::dashboard::safe_next(params.next.as_deref());
-    match start_login(&state, &sso, &provider, &next).await {
+    match start_login(&state, &state.sso, &provider, &next).await {
         Ok((url, state_value)) => HttpResponse::SeeOther()
             .cookie(state_cookie(state_value, &request))
             .insert_header((header::LOCATION, url))
             .finish(),
-        Err(failure) => crate::dashboard::login_failed_page(failure.status, &next, failure.reason),
+        Err(failure) => {
+            crate::dashboard::login_failed_page(&state, failure.status, &next, failure.reason)
+        }
     }
 }
 
@@ -331,7 +351,7 @@ async fn start_login(
         .map_err(|e| Failure::new(StatusCode::BAD_GATEWAY, e))?;
     let client = sso
         .client(provider, metadata)
-        .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+        .map_err(|e| Failure::misconfigured(provider, e))?;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let mut authorize = client.authorize_url(
         CoreAuthenticationFlow::AuthorizationCode,
@@ -394,7 +414,6 @@ struct SignedIn {
 /// session and a redirect to where the user was going, else the login page saying why.
 pub async fn callback(
     state: web::Data<AppState>,
-    sso: web::Data<Sso>,
     provider: web::Path<String>,
     params: web::Query<CallbackParams>,
     request: HttpRequest,
@@ -404,7 +423,7 @@ pub async fn callback(
     let mut next = "/search".to_owned();
     let result = finish_login(
         &state,
-        &sso,
+        &state.sso,
         &provider,
         &params,
         cookie_state.as_deref(),
@@ -480,7 +499,7 @@ pub async fn callback(
             )
             .await?;
             let mut response =
-                crate::dashboard::login_failed_page(failure.status, &next, failure.reason);
+                crate::dashboard::login_failed_page(&state, failure.status, &next, failure.reason);
             response.add_cookie(&state_cookie_removal()).ok();
             Ok(response)
         }
@@ -563,7 +582,7 @@ async fn finish_login(
     // 3. The code for tokens (with the PKCE verifier), then the ID token's checks.
     let client = sso
         .client(provider, metadata)
-        .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+        .map_err(|e| Failure::misconfigured(provider, e))?;
     let exchange = client
         .exchange_code(AuthorizationCode::new(code))
         .map_err(|e| Failure::new(StatusCode::BAD_GATEWAY, format!("{who}: {e}")))?;

@@ -70,6 +70,11 @@ pub const ROUTES: &[(&str, Access)] = &[
     ("/api/v1/admin/fleet/config", Access::Admin),
     // Only namespaces in the caller's scope; the handler checks and audits.
     ("/api/v1/namespaces/{ns}/stream", Access::SignedIn),
+    // Saved searches: each caller sees theirs and those shared with them (the handler checks).
+    ("/api/v1/saved-searches", Access::SignedIn),
+    ("/api/v1/saved-searches/{id}", Access::SignedIn),
+    ("/search/saved", Access::SignedIn),
+    ("/search/saved/{id}/delete", Access::SignedIn),
 ];
 
 /// Routes read by programs, which get a 401 rather than a redirect to the sign-in page.
@@ -187,6 +192,7 @@ mod tests {
             include_str!("../api/access.rs"),
             include_str!("../api/namespaces_admin.rs"),
             include_str!("../api/kafka_stream.rs"),
+            include_str!("../api/saved_searches.rs"),
             include_str!("../dashboard/mod.rs"),
             include_str!("../dashboard/pages.rs"),
             include_str!("../dashboard/fleet.rs"),

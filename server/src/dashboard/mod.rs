@@ -14,7 +14,6 @@ use serde::Deserialize;
 
 use crate::api::{blocking, run_search, Read, ReadParams};
 use crate::app::AppState;
-use crate::auth::oidc::Sso;
 use crate::auth::{self, sessions};
 use crate::authz::{self, NamespaceScope, Principal};
 use crate::search::{self, TimeRange};
@@ -22,6 +21,7 @@ use crate::{audit, db, Error, Result};
 
 mod fleet;
 mod pages;
+mod saved;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(|| async { redirect("/search") }))
@@ -31,9 +31,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/auth/login", web::post().to(login))
         .route("/auth/logout", web::post().to(logout))
         .configure(pages::routes)
-        .configure(fleet::routes);
-    // Single sign-on (handlers in auth::oidc), with the process's provider settings.
-    cfg.app_data(web::Data::from(Sso::shared()));
+        .configure(fleet::routes)
+        .configure(saved::routes);
+    // Single sign-on (handlers in auth::oidc; provider settings in `AppState::sso`).
     let (sso_login, sso_callback) = (
         web::get().to(auth::oidc::login),
         web::get().to(auth::oidc::callback),
@@ -108,17 +108,46 @@ const FACETS: [(&str, &str); 5] = [
 ];
 const FACET_SIZE: usize = 10;
 
+#[derive(Debug, Deserialize)]
+struct SavedParam {
+    /// Set after saving a search: the page confirms it.
+    saved: Option<i64>,
+}
+
 async fn search_page(
     state: web::Data<AppState>,
     principal: Principal,
     request: HttpRequest,
     params: web::Query<ReadParams>,
+    saved: web::Query<SavedParam>,
 ) -> Result<HttpResponse> {
     let started = std::time::Instant::now();
-    let scope = authz::scope_for(&state.db, &principal).await?;
+    let mut page = search_view(&state, &principal, &request, &params).await?;
+    if let Some(id) = saved.saved {
+        if let Some(found) = page.saved.iter().find(|s| s.id == id && s.mine) {
+            page.notice = Some(format!("Saved “{}”.", found.name));
+        }
+    }
+    let body = render_search_page(page);
+    tracing::debug!(
+        ms = started.elapsed().as_secs_f64() * 1000.0,
+        "search page served"
+    );
+    Ok(html(body))
+}
+
+/// What the search page shows for `params`: the data (a bad query or range is said on the
+/// page, not an error page) and the viewer's saved searches.
+async fn search_view(
+    state: &AppState,
+    principal: &Principal,
+    request: &HttpRequest,
+    params: &ReadParams,
+) -> Result<SearchPage> {
+    let scope = authz::scope_for(&state.db, principal).await?;
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
     let mut page = SearchPage {
-        viewer: viewer(&principal, &scope),
+        viewer: viewer(principal, &scope),
         namespaces: scope.filter(db::namespaces::list(&state.db).await?),
         namespace: text(&params.namespace),
         query: text(&params.q),
@@ -127,19 +156,15 @@ async fn search_page(
         cursor: text(&params.cursor),
         reason_required: scope.requires_reason(),
         reason: text(&params.reason),
+        saved: saved::rows(state, principal, &scope).await?,
         ..Default::default()
     };
-    match load_search(&state, &principal, &request, &params, &mut page).await {
+    match load_search(state, principal, request, params, &mut page).await {
         Ok(()) => {}
         Err(Error::BadRequest(reason)) => page.error = Some(reason),
         Err(e) => return Err(e),
     }
-    let body = render_search_page(page);
-    tracing::debug!(
-        ms = started.elapsed().as_secs_f64() * 1000.0,
-        "search page served"
-    );
-    Ok(html(body))
+    Ok(page)
 }
 
 /// Every data read of the search page, each through the caller's scope and audited like
@@ -343,8 +368,8 @@ pub(crate) fn safe_next(next: Option<&str>) -> String {
 
 /// The sign-in page: a button per OpenID Connect provider, the password form when local
 /// accounts are on.
-fn login_view(next: &str, error: Option<String>) -> LoginPage {
-    let sso = Sso::shared();
+fn login_view(state: &AppState, next: &str, error: Option<String>) -> LoginPage {
+    let sso = &state.sso;
     let providers = sso
         .providers()
         .into_iter()
@@ -366,14 +391,20 @@ fn login_view(next: &str, error: Option<String>) -> LoginPage {
 }
 
 /// The sign-in page with the reason the last attempt failed.
-pub(crate) fn login_failed_page(status: StatusCode, next: &str, reason: String) -> HttpResponse {
+pub(crate) fn login_failed_page(
+    state: &AppState,
+    status: StatusCode,
+    next: &str,
+    reason: String,
+) -> HttpResponse {
     HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
-        .body(render_login_page(login_view(next, Some(reason))))
+        .body(render_login_page(login_view(state, next, Some(reason))))
 }
 
-async fn login_page(params: web::Query<NextParam>) -> HttpResponse {
+async fn login_page(state: web::Data<AppState>, params: web::Query<NextParam>) -> HttpResponse {
     html(render_login_page(login_view(
+        &state,
         &safe_next(params.next.as_deref()),
         None,
     )))
@@ -392,8 +423,9 @@ async fn login(
     form: web::Form<LoginForm>,
 ) -> Result<HttpResponse> {
     let next = safe_next(form.next.as_deref());
-    if !Sso::shared().local_accounts() {
+    if !state.sso.local_accounts() {
         return Ok(login_failed_page(
+            &state,
             StatusCode::FORBIDDEN,
             &next,
             "Local accounts are turned off here; sign in with your organisation's account.".into(),
@@ -415,6 +447,7 @@ async fn login(
         )
         .await?;
         return Ok(login_failed_page(
+            &state,
             StatusCode::UNAUTHORIZED,
             &next,
             "Wrong user name or password.".into(),
@@ -458,11 +491,11 @@ async fn logout(state: web::Data<AppState>, request: HttpRequest) -> Result<Http
     let mut at_provider = None;
     if let Some(cookie) = request.cookie(sessions::COOKIE) {
         if let Some(session) = sessions::find(&state.db, cookie.value()).await? {
-            if let (Some(provider), Some(id_token), None) =
-                (&session.provider, &session.id_token, session.revoked_at)
-            {
-                let sso = Sso::shared();
-                if let Some(url) = sso.end_session_url(provider, id_token).await {
+            if let (Some(provider), None) = (&session.provider, session.revoked_at) {
+                // Only this browser's cookie unseals the ID token kept for the hint.
+                let hint = sessions::id_token_hint(&session, cookie.value());
+                let sso = &state.sso;
+                if let Some(url) = sso.end_session_url(provider, hint.as_deref()).await {
                     let name = sso
                         .providers()
                         .into_iter()

@@ -196,6 +196,7 @@ mod tests {
             include_str!("../dashboard/mod.rs"),
             include_str!("../dashboard/pages.rs"),
             include_str!("../dashboard/fleet.rs"),
+            include_str!("../dashboard/saved.rs"),
         ];
         let mut registered = Vec::new();
         for source in sources {

@@ -15,12 +15,16 @@ fn broker_bin() -> String {
     })
 }
 
+/// Starts the demo; its log (stderr) goes to `<data_dir>.log`, its console (stdout: the
+/// banner) to `<data_dir>.console`.
 fn start_demo(data_dir: &std::path::Path, port: u16) -> std::process::Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(data_dir.with_extension("log"))
-        .unwrap();
+    let open = |extension: &str| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.with_extension(extension))
+            .unwrap()
+    };
     Command::new(env!("CARGO_BIN_EXE_bitesize"))
         .args([
             "demo",
@@ -31,8 +35,8 @@ fn start_demo(data_dir: &std::path::Path, port: u16) -> std::process::Child {
         .arg(data_dir)
         .env("BITESIZE_BROKER_BIN", broker_bin())
         .env("BITESIZE_DEMO_ADMIN_TOKEN", DEMO_TOKEN)
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
+        .stdout(Stdio::from(open("console")))
+        .stderr(Stdio::from(open("log")))
         .spawn()
         .expect("start bitesize demo")
 }
@@ -168,4 +172,27 @@ async fn demo_serves_every_namespace_within_ten_seconds_and_stops_cleanly() {
         "second start keeps the data and goes on ({before} → {after})"
     );
     interrupt_and_wait(&mut demo, &data_dir.with_extension("log"));
+
+    // The demo's accounts: each password is on the console banner (for the person who
+    // started it) and in no log, the server's or the shipper's; nor is the admin token.
+    let read = |path: std::path::PathBuf| std::fs::read_to_string(path).unwrap();
+    let logins = read(data_dir.join("demo-logins.txt"));
+    let passwords: Vec<&str> = logins
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(1))
+        .collect();
+    assert!(passwords.len() >= 3, "{logins}");
+    let console = read(data_dir.with_extension("console"));
+    let log = read(data_dir.with_extension("log"));
+    let shipper_log = read(data_dir.join("logs").join("shipper.log"));
+    assert!(log.contains("INFO"), "the log was captured: {log:.300}");
+    for password in passwords {
+        assert!(console.contains(password), "the banner shows {password}");
+        assert!(!log.contains(password), "a demo password in the demo's log");
+        assert!(
+            !shipper_log.contains(password),
+            "a demo password in the shipper's log"
+        );
+    }
+    assert!(!log.contains(DEMO_TOKEN) && !shipper_log.contains(DEMO_TOKEN));
 }

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{cli, kafka_bootstrap, unique, Server};
+use common::{cli, kafka_bootstrap, own_broker, sasl_broker, unique, Server};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -778,71 +778,10 @@ fn tls_and_sasl_config_errors_name_the_key() {
     assert!(!stdout.contains("kafka-secret-value") && !stderr.contains("kafka-secret-value"));
 }
 
-/// A broker process of the test's own (killed when dropped).
-struct OwnBroker(std::process::Child);
-
-impl Drop for OwnBroker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A nisshi of the test's own on `port`, storage in `dir`, with `extra` flags
-/// (`--authentication`; `--cert server.pem --key server.key` for TLS only: the listener URL
-/// keeps its `tcp://` scheme).
-fn own_broker(dir: &std::path::Path, port: u16, extra: &[&str]) -> OwnBroker {
-    let bin = std::env::var("BITESIZE_BROKER_BIN").expect(
-        "this test starts its own broker: set BITESIZE_BROKER_BIN to nisshi (./scripts/test does)",
-    );
-    let url = format!("tcp://127.0.0.1:{port}");
-    let mut command = Command::new(bin);
-    command
-        .current_dir(dir)
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
-        .args([
-            "--storage-engine",
-            "sqlite://broker.db",
-            "--group-initial-rebalance-delay",
-            "0s",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    command.args(extra);
-    let broker = OwnBroker(command.spawn().expect("start nisshi"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the broker did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    broker
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn sasl_scram_reaches_a_broker_that_requires_it() {
     let dir = tempfile::tempdir().unwrap();
-    let port = common::free_port();
-    // The user is made while the broker is open, then it restarts requiring logins.
-    let setup = own_broker(dir.path(), port, &[]);
-    let created = Command::new(std::env::var("BITESIZE_BROKER_BIN").unwrap())
-        .args([
-            "user",
-            "create",
-            "--broker",
-            &format!("tcp://127.0.0.1:{port}"),
-        ])
-        .args(["--mechanism", "scram256", "bitesize", "sasl-test-password"])
-        .output()
-        .unwrap();
-    assert!(created.status.success(), "{created:?}");
-    drop(setup);
-    let _broker = own_broker(dir.path(), port, &["--authentication"]);
+    let (_broker, port) = sasl_broker(dir.path(), "bitesize", "sasl-test-password");
 
     let password_file = dir.path().join("kafka-password");
     std::fs::write(&password_file, "sasl-test-password\n").unwrap();

@@ -57,7 +57,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-fn binary(name: &str) -> PathBuf {
+pub fn binary(name: &str) -> PathBuf {
     let server = PathBuf::from(env!("CARGO_BIN_EXE_bitesize"));
     let path = if name == "bitesize" {
         server
@@ -478,4 +478,71 @@ fn healthz_status(port: u16) -> Option<u16> {
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     response.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A broker process of the test's own (killed when dropped).
+pub struct OwnBroker(std::process::Child);
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A nisshi of the test's own on `port`, storage in `dir`, with `extra` flags
+/// (`--authentication`; `--cert server.pem --key server.key` for TLS only: the listener URL
+/// keeps its `tcp://` scheme).
+pub fn own_broker(dir: &Path, port: u16, extra: &[&str]) -> OwnBroker {
+    let bin = std::env::var("BITESIZE_BROKER_BIN").expect(
+        "this test starts its own broker: set BITESIZE_BROKER_BIN to nisshi (./scripts/test does)",
+    );
+    let url = format!("tcp://127.0.0.1:{port}");
+    let mut command = Command::new(bin);
+    command
+        .current_dir(dir)
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args([
+            "--storage-engine",
+            "sqlite://broker.db",
+            "--group-initial-rebalance-delay",
+            "0s",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command.args(extra);
+    let broker = OwnBroker(command.spawn().expect("start nisshi"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the broker did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    broker
+}
+
+/// A broker of the test's own on a free port that requires a SASL/SCRAM-SHA-256 login as
+/// `user` with `password`: the user is made while it is open, then it restarts requiring
+/// logins. Returns the broker and its port.
+pub fn sasl_broker(dir: &Path, user: &str, password: &str) -> (OwnBroker, u16) {
+    let port = free_port();
+    let setup = own_broker(dir, port, &[]);
+    let created = Command::new(std::env::var("BITESIZE_BROKER_BIN").unwrap())
+        .args([
+            "user",
+            "create",
+            "--broker",
+            &format!("tcp://127.0.0.1:{port}"),
+        ])
+        .args(["--mechanism", "scram256", user, password])
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{created:?}");
+    drop(setup);
+    (own_broker(dir, port, &["--authentication"]), port)
 }

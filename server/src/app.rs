@@ -70,6 +70,10 @@ pub async fn serve(config: Config, shutdown: Arc<AtomicBool>) -> Result<()> {
     let server = HttpServer::new(move || {
         // Outermost last: headers on every response, then CSRF, login limits, then authz.
         App::new()
+            .wrap(actix_web::middleware::ErrorHandlers::new().handler(
+                actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+                crate::error::payload_too_large,
+            ))
             .wrap(from_fn(authz::routes::enforce))
             .wrap(from_fn(hardening::limit_logins))
             .wrap(from_fn(hardening::same_origin_writes))

@@ -310,6 +310,9 @@ pub struct IngestConfig {
     pub commit_interval_ms: u64,
     /// Memory for each namespace's index writer.
     pub writer_memory_mb: usize,
+    /// Batches (of up to 1024 records) queued for each namespace's writer before the
+    /// consumer waits for it.
+    pub queued_batches: usize,
 }
 
 impl Default for Config {
@@ -371,6 +374,7 @@ impl Default for IngestConfig {
         IngestConfig {
             commit_interval_ms: 1000,
             writer_memory_mb: 50,
+            queued_batches: 8,
         }
     }
 }
@@ -580,6 +584,9 @@ impl Config {
         }
         if self.ingest.commit_interval_ms == 0 {
             return bad("ingest.commit_interval_ms", "must be greater than 0");
+        }
+        if self.ingest.queued_batches == 0 {
+            return bad("ingest.queued_batches", "must be at least 1");
         }
         if self.ingest.writer_memory_mb < 15 {
             return bad("ingest.writer_memory_mb", "must be at least 15");

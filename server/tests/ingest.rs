@@ -1,6 +1,7 @@
 //! Ingest straight from Kafka (records produced by the test, not the shipper): the original
 //! fluentd pipeline's layout, payloads that are not JSON, and exactly-once indexing of
-//! 200 000 records while the server is killed with SIGKILL again and again.
+//! 200 000 records while the server is killed with SIGKILL again and again; an export of a
+//! million records that streams in fixed memory.
 
 mod common;
 
@@ -286,4 +287,128 @@ async fn retention_deletes_what_is_old_and_nothing_else() {
     logs.sort();
     let expected: Vec<String> = (0..10).map(|i| format!("aged 1 #{i}")).collect();
     assert_eq!(logs, expected, "only the records within 7 days are left");
+}
+
+/// The resident memory of a process and its peak so far, in KiB (`/proc/<pid>/status`).
+fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("{name} in /proc/{pid}/status"))
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn export_of_a_million_records_streams_in_fixed_memory() {
+    const RECORDS: usize = 1_000_000;
+    let namespace = format!("export-{}", unique());
+    let topic = format!("logs.{namespace}");
+    create_topic(&topic, 3).await;
+    let producer = producer();
+    let started = Instant::now();
+    let now = chrono::Utc::now();
+    let mut deliveries = Vec::with_capacity(10_000);
+    for i in 0..RECORDS {
+        // One record per 10 µs, newest last, so the export walks a long time range.
+        let time = (now - chrono::Duration::microseconds(10 * (RECORDS - i) as i64))
+            .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+        let payload = format!(
+            r#"{{"time":"{time}","log":"GET /cart/{i} 200 12ms user=u{} trace=0123456789abcdef","stream":"stdout","kubernetes":{{"pod_name":"web-{}","container_name":"web","namespace_name":"{namespace}"}}}}"#,
+            i % 977,
+            i % 13
+        );
+        loop {
+            match producer.send_result(FutureRecord::to(&topic).key("k").payload(&payload)) {
+                Ok(delivery) => {
+                    deliveries.push(delivery);
+                    break;
+                }
+                Err((_, _)) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+        if deliveries.len() == 10_000 {
+            for delivery in deliveries.drain(..) {
+                delivery.await.unwrap().unwrap();
+            }
+        }
+    }
+    for delivery in deliveries {
+        delivery.await.unwrap().unwrap();
+    }
+    eprintln!("produced {RECORDS} in {:?}", started.elapsed());
+
+    let root = tempfile::tempdir().unwrap();
+    let server = Server::start(&root.path().join("data"), &namespace, None);
+    let started = Instant::now();
+    let total = server
+        .wait_total(&namespace, RECORDS as u64, Duration::from_secs(900))
+        .await;
+    assert_eq!(total, RECORDS as u64);
+    eprintln!("indexed {RECORDS} in {:?}", started.elapsed());
+
+    let (before, _) = memory_kib(server.pid());
+    let started = Instant::now();
+    let mut response = server
+        .get_as(
+            &format!("/api/v1/export?namespace={namespace}&from=now-1d"),
+            Some(&server.admin_token),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (mut lines, mut bytes, mut peak) = (0usize, 0usize, before);
+    let mut last_seen: Option<u64> = None;
+    let mut ordered = true;
+    let mut partial: Vec<u8> = Vec::new();
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        bytes += chunk.len();
+        partial.extend_from_slice(&chunk);
+        let complete = partial
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        for line in partial[..complete]
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+        {
+            let record: serde_json::Value = serde_json::from_slice(line).unwrap();
+            let log = record["log"].as_str().unwrap();
+            let i: u64 = log
+                .strip_prefix("GET /cart/")
+                .and_then(|rest| rest.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("unexpected record {log}"));
+            // Newest first: the sequence number only goes down.
+            ordered &= last_seen.is_none_or(|last| i < last);
+            last_seen = Some(i);
+            lines += 1;
+        }
+        partial.drain(..complete);
+        if lines % 50_000 < 200 {
+            peak = peak.max(memory_kib(server.pid()).0);
+        }
+    }
+    let (after, _) = memory_kib(server.pid());
+    peak = peak.max(after);
+    let took = started.elapsed();
+    eprintln!(
+        "exported {lines} records ({} MiB) in {took:?}; server RSS {} MiB before, {} MiB peak during the export",
+        bytes / (1 << 20),
+        before / 1024,
+        peak / 1024
+    );
+    assert_eq!(lines, RECORDS, "every record exported once");
+    assert!(ordered, "newest first, no repeats");
+    let grown_mib = peak.saturating_sub(before) / 1024;
+    assert!(
+        grown_mib < 64 && (grown_mib as usize) < bytes / (1 << 20) / 4,
+        "the export must stream: the server grew {grown_mib} MiB for a {} MiB export",
+        bytes / (1 << 20)
+    );
 }

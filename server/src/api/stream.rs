@@ -12,10 +12,10 @@ use tokio::sync::mpsc;
 use super::{blocking, Read, ReadParams};
 use crate::app::AppState;
 use crate::authz::Principal;
-use crate::search::{self, Hit};
+use crate::search::{self, Hit, NewestFirst};
 use crate::{Error, Result};
 
-const EXPORT_PAGE: usize = 1_000;
+const EXPORT_PAGE: usize = 2_000;
 const TAIL_POLL: Duration = Duration::from_millis(500);
 const TAIL_BATCH: usize = 500;
 /// Events a tail client may fall behind by before it is dropped.
@@ -55,18 +55,22 @@ pub async fn export(
     let selection = params.selection(&state, &read.scope)?;
     let registry = state.registry.clone();
     // The first page runs before the response starts, so a bad query is still a 400.
-    let first = {
-        let (registry, selection) = (registry.clone(), selection.clone());
-        blocking(move || search::page(&registry, &selection, EXPORT_PAGE, None, false))
-            .await?
-            .0
+    let (walk, first) = {
+        let registry = registry.clone();
+        blocking(move || {
+            let mut walk = NewestFirst::new(&registry, selection, EXPORT_PAGE)?;
+            let first = walk.next_page(&registry)?;
+            Ok((walk, first))
+        })
+        .await?
     };
     let detail =
         serde_json::json!({ "from": params.from, "to": params.to, "format": params.format });
-    read.audit(&state, "export", &selection, None, detail)
+    read.audit(&state, "export", walk.selection(), None, detail)
         .await?;
     let (tx, rx) = mpsc::channel::<Result<Bytes>>(4);
     tokio::task::spawn_blocking(move || {
+        let mut walk = walk;
         let mut page = first;
         if format == Format::Csv
             && tx
@@ -77,9 +81,7 @@ pub async fn export(
         {
             return;
         }
-        loop {
-            let full = page.len() == EXPORT_PAGE;
-            let after = page.last().map(|hit| hit.key.clone());
+        while !page.is_empty() {
             let body = page
                 .iter()
                 .map(|hit| format_hit(hit, format))
@@ -87,11 +89,8 @@ pub async fn export(
             if tx.blocking_send(Ok(Bytes::from(body))).is_err() {
                 return; // the client went away
             }
-            let (true, Some(after)) = (full, after) else {
-                return;
-            };
-            page = match search::page(&registry, &selection, EXPORT_PAGE, Some(&after), false) {
-                Ok((hits, _)) => hits,
+            page = match walk.next_page(&registry) {
+                Ok(hits) => hits,
                 Err(e) => {
                     let _ = tx.blocking_send(Err(e));
                     return;

@@ -1,18 +1,23 @@
 //! Kafka → index, exactly once.
 //!
-//! The consumer polls on its own thread (off the async runtime) with auto-commit off. Each
-//! record goes to its namespace's index; every commit interval each changed index commits
-//! with the offsets it now holds in its payload, and only then are those offsets committed
-//! to Kafka. On start, and on every partition assignment, the consumer seeks to the offsets
-//! in the index payloads, and records below those offsets are skipped: a crash at any point
-//! neither loses nor repeats a record.
+//! The consumer polls on its own thread (off the async runtime) with auto-commit off and
+//! routes each message, in batches over a bounded channel, to its namespace's writer
+//! ([`writer::NamespaceWriter`], one thread per namespace, the index's only writer). Every
+//! commit interval each writer commits its index with the offsets it now holds in the
+//! commit payload, and only then are those offsets committed to Kafka. On start, and on
+//! every partition assignment, the consumer seeks to the offsets the indexes hold, and a
+//! writer skips records below its offsets: a crash at any point neither loses nor repeats a
+//! record. A writer that falls behind fills its channel and the consumer waits
+//! (backpressure), so memory stays bounded.
 
-use std::collections::HashSet;
+mod writer;
+
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bitesize_record::{Mark, Record};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -22,10 +27,10 @@ use sea_orm::DatabaseConnection;
 
 use crate::config::Config;
 use crate::db;
-use crate::metrics::{Metrics, NamespaceLabel};
-use crate::search::schema::{document, Origin};
+use crate::metrics::Metrics;
 use crate::search::{IndexRegistry, Offsets};
-use crate::Result;
+use crate::{Error, Result};
+use writer::{Incoming, NamespaceWriter, Report};
 
 /// The offsets the indexes hold (committed or waiting for the next commit), shared with the
 /// rebalance callback so an assignment resumes exactly where the index is.
@@ -77,7 +82,8 @@ impl ConsumerContext for IngestContext {
     }
 }
 
-/// The ingest stage: one consumer thread feeding every namespace's index writer.
+/// The ingest stage: one consumer thread that routes messages, in batches over a bounded
+/// channel, to one [`NamespaceWriter`] thread per namespace.
 pub struct Ingest {
     config: Config,
     registry: Arc<IndexRegistry>,
@@ -85,6 +91,14 @@ pub struct Ingest {
     runtime: tokio::runtime::Handle,
     metrics: Arc<Metrics>,
 }
+
+/// A batch is handed to its writer at this many messages, or when the consumer idles.
+const BATCH_MESSAGES: usize = 1024;
+/// How long a partly filled batch may wait for more messages.
+const BATCH_WAIT: Duration = Duration::from_millis(50);
+/// How often indexes that ingest has not written to are looked for (see
+/// `Router::start_idle_writers`).
+const INDEX_LOOK_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Ingest {
     pub fn new(
@@ -122,172 +136,261 @@ impl Ingest {
         consumer.subscribe(&[&self.config.kafka.topic_pattern])?;
         tracing::info!(pattern = %self.config.kafka.topic_pattern, "consuming");
         self.metrics.ingest_running.store(true, Ordering::SeqCst);
-        let result = self.consume(&consumer, &positions, &shutdown);
+        let (reports_tx, reports) = mpsc::channel();
+        let mut router = Router {
+            ingest: &self,
+            positions,
+            reports_tx,
+            topics: HashMap::new(),
+            writers: HashMap::new(),
+        };
+        let consumed = self.consume(&consumer, &mut router, &reports, &shutdown);
+        // Closing the channels makes every writer commit what it holds and stop.
+        let writers = router.close();
+        let mut result = consumed;
+        for (namespace, thread) in writers {
+            if thread.join().is_err() && result.is_ok() {
+                result = Err(Error::Internal(format!(
+                    "index writer of {namespace} panicked"
+                )));
+            }
+        }
+        if let Err(e) = drain_reports(&consumer, &reports, CommitMode::Sync) {
+            result = result.and(Err(e));
+        }
         self.metrics.ingest_running.store(false, Ordering::SeqCst);
+        tracing::info!("ingest stopped");
         result
     }
 
     fn consume(
         &self,
         consumer: &BaseConsumer<IngestContext>,
-        positions: &Positions,
+        router: &mut Router<'_>,
+        reports: &Receiver<Report>,
         shutdown: &AtomicBool,
     ) -> Result<()> {
-        let interval = Duration::from_millis(self.config.ingest.commit_interval_ms);
-        let mut dirty: HashSet<String> = HashSet::new();
-        let mut known_namespaces: HashSet<String> = self.registry.names().into_iter().collect();
-        let mut last_commit = Instant::now();
         let mut errors = ConsumeErrors::default();
+        let mut oldest_pending: Option<Instant> = None;
+        let mut looked_for_indexes: Option<Instant> = None;
         while !shutdown.load(Ordering::SeqCst) {
-            match consumer.poll(Duration::from_millis(100)) {
+            if looked_for_indexes.is_none_or(|at| at.elapsed() >= INDEX_LOOK_INTERVAL) {
+                router.start_idle_writers()?;
+                looked_for_indexes = Some(Instant::now());
+            }
+            match consumer.poll(Duration::from_millis(20)) {
                 Some(Ok(message)) => {
                     errors.recovered();
-                    if let Some(namespace) =
-                        self.index_message(&message, positions, &mut known_namespaces)?
-                    {
-                        dirty.insert(namespace);
+                    if router.route(&message)? {
+                        oldest_pending.get_or_insert_with(Instant::now);
                     }
                 }
                 Some(Err(e)) => std::thread::sleep(errors.failed(&e.to_string())),
-                None => {}
+                None => {
+                    // Idle: hand over what waits, so a quiet topic is searchable quickly.
+                    router.flush_all()?;
+                    oldest_pending = None;
+                }
             }
-            if last_commit.elapsed() >= interval {
-                self.commit(consumer, positions, &mut dirty)?;
-                last_commit = Instant::now();
+            if oldest_pending.is_some_and(|at| at.elapsed() >= BATCH_WAIT) {
+                router.flush_all()?;
+                oldest_pending = None;
+            }
+            drain_reports(consumer, reports, CommitMode::Async)?;
+        }
+        router.flush_all()
+    }
+}
+
+/// The consumer's side of the writers: which namespace a topic feeds, each namespace's
+/// batch in the making and the channel to its writer thread.
+struct Router<'a> {
+    ingest: &'a Ingest,
+    /// Offsets handed to the writers, for the rebalance callback.
+    positions: Positions,
+    reports_tx: Sender<Report>,
+    /// Topic → namespace, or `None` for a topic that does not follow the template.
+    topics: HashMap<String, Option<Arc<str>>>,
+    writers: HashMap<Arc<str>, WriterHandle>,
+}
+
+struct WriterHandle {
+    batch: Vec<Incoming>,
+    /// The topic shared by the batch's messages (one allocation per topic, not per message).
+    topic: Option<Arc<str>>,
+    sender: SyncSender<Vec<Incoming>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Router<'_> {
+    /// Queues a message for its namespace's writer; returns whether it was queued.
+    fn route(&mut self, message: &BorrowedMessage<'_>) -> Result<bool> {
+        let topic = message.topic();
+        let namespace = match self.topics.get(topic) {
+            Some(namespace) => namespace.clone(),
+            None => {
+                let namespace = bitesize_record::namespace_from_topic(
+                    &self.ingest.config.kafka.topic_template,
+                    topic,
+                )
+                .map(Arc::<str>::from);
+                if namespace.is_none() {
+                    tracing::warn!(topic, "topic does not follow the topic template, skipped");
+                }
+                self.topics.insert(topic.to_owned(), namespace.clone());
+                namespace
+            }
+        };
+        let Some(namespace) = namespace else {
+            return Ok(false);
+        };
+        if !self.writers.contains_key(&namespace) {
+            // First sight of a namespace without an index: record it, then index it.
+            let ingest = self.ingest;
+            ingest
+                .runtime
+                .block_on(db::namespaces::register(&ingest.db, &namespace, topic))?;
+            self.start_writer(&namespace)?;
+        }
+        let writer = self
+            .writers
+            .get_mut(&namespace)
+            .expect("writer just started");
+        let shared_topic = match &writer.topic {
+            Some(t) if &**t == topic => t.clone(),
+            _ => {
+                let t: Arc<str> = Arc::from(topic);
+                writer.topic = Some(t.clone());
+                t
+            }
+        };
+        writer.batch.push(Incoming {
+            topic: shared_topic,
+            partition: message.partition(),
+            offset: message.offset(),
+            timestamp_ms: message.timestamp().to_millis(),
+            payload: message.payload().unwrap_or_default().to_vec(),
+        });
+        if writer.batch.len() >= BATCH_MESSAGES {
+            let batch = std::mem::take(&mut writer.batch);
+            Self::send(&self.positions, &namespace, writer, batch)?;
+        }
+        Ok(true)
+    }
+
+    /// Starts a writer for every index that has none yet: indexes opened at start, or made
+    /// since by something other than ingest (rehydrate), also get their retention deletes
+    /// and queued changes committed when their topic is quiet.
+    fn start_idle_writers(&mut self) -> Result<()> {
+        for namespace in self.ingest.registry.names() {
+            if !self.writers.contains_key(namespace.as_str()) {
+                self.start_writer(&namespace)?;
             }
         }
-        self.commit(consumer, positions, &mut dirty)?;
-        tracing::info!("ingest stopped");
         Ok(())
     }
 
-    /// Adds one message to its namespace's index; returns the namespace when it was added.
-    fn index_message(
-        &self,
-        message: &BorrowedMessage<'_>,
-        positions: &Positions,
-        known_namespaces: &mut HashSet<String>,
-    ) -> Result<Option<String>> {
-        let topic = message.topic();
-        let (partition, offset) = (message.partition(), message.offset());
-        let Some(namespace) =
-            bitesize_record::namespace_from_topic(&self.config.kafka.topic_template, topic)
-        else {
-            tracing::warn!(topic, "topic does not follow the topic template, skipped");
-            return Ok(None);
-        };
-        {
-            let positions = positions.lock().expect("positions lock");
-            let next = positions
-                .get(topic)
-                .and_then(|p| p.get(&partition))
-                .copied()
-                .unwrap_or(0);
-            if offset < next {
-                // Already in the index: Kafka redelivered after a restart or rebalance.
-                self.metrics.redelivered.inc();
-                return Ok(None);
-            }
-        }
-        let payload = message.payload().unwrap_or_default();
-        let label = NamespaceLabel {
-            namespace: namespace.clone(),
-        };
-        let mut record = Record::decode(payload).unwrap_or_else(|_| {
-            self.metrics.not_json.get_or_create(&label).inc();
-            Record {
-                log: String::from_utf8_lossy(payload).into_owned(),
-                marks: vec![Mark::NotJson],
-                ..Default::default()
-            }
-        });
-        record.kubernetes.namespace_name.clone_from(&namespace);
-        let time_nanos = record
-            .time
-            .as_deref()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .and_then(|t| t.timestamp_nanos_opt())
-            .or_else(|| message.timestamp().to_millis().map(|ms| ms * 1_000_000))
-            .unwrap_or_else(|| chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0));
-        if record.time.is_none() {
-            record.time = Some(
-                chrono::DateTime::from_timestamp_nanos(time_nanos)
-                    .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-            );
-        }
-        let index = self.registry.get_or_create(&namespace)?;
-        if known_namespaces.insert(namespace.clone()) {
-            self.runtime
-                .block_on(db::namespaces::register(&self.db, &namespace, topic))?;
-        }
-        index.add(document(
-            &index.fields,
-            &record,
-            time_nanos,
-            Origin { partition, offset },
-        ))?;
-        self.metrics.indexed.get_or_create(&label).inc();
-        positions
-            .lock()
-            .expect("positions lock")
-            .entry(topic.to_owned())
-            .or_default()
-            .insert(partition, offset + 1);
-        Ok(Some(namespace))
+    /// Opens the namespace's index and starts its writer thread.
+    fn start_writer(&mut self, namespace: &str) -> Result<()> {
+        let ingest = self.ingest;
+        let index = ingest.registry.get_or_create(namespace)?;
+        let writer = NamespaceWriter::new(
+            index,
+            Duration::from_millis(ingest.config.ingest.commit_interval_ms),
+            ingest.metrics.clone(),
+        )?;
+        let (sender, batches) = mpsc::sync_channel(ingest.config.ingest.queued_batches);
+        let reports = self.reports_tx.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("index-{namespace}"))
+            .spawn(move || writer.run(batches, reports))
+            .map_err(|e| Error::Io(format!("starting the index writer of {namespace}"), e))?;
+        tracing::debug!(namespace, "index writer started");
+        self.writers.insert(
+            Arc::from(namespace),
+            WriterHandle {
+                batch: Vec::new(),
+                topic: None,
+                sender,
+                thread,
+            },
+        );
+        Ok(())
     }
 
-    /// Commits each changed index with its offsets, then those offsets to Kafka.
-    fn commit(
-        &self,
-        consumer: &BaseConsumer<IngestContext>,
+    fn flush_all(&mut self) -> Result<()> {
+        for (namespace, writer) in &mut self.writers {
+            if !writer.batch.is_empty() {
+                let batch = std::mem::take(&mut writer.batch);
+                Self::send(&self.positions, namespace, writer, batch)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands a batch to its writer, waiting while the writer's queue is full (backpressure:
+    /// the consumer stops polling rather than buffer without bound).
+    fn send(
         positions: &Positions,
-        dirty: &mut HashSet<String>,
+        namespace: &str,
+        writer: &WriterHandle,
+        batch: Vec<Incoming>,
     ) -> Result<()> {
-        // Retention deletes are committed here too, with the offsets, by the one committer.
-        for name in self.registry.names() {
-            if self
-                .registry
-                .get(&name)
-                .is_some_and(|index| index.take_pending_deletes())
-            {
-                dirty.insert(name);
+        {
+            let mut positions = positions.lock().expect("positions lock");
+            for message in &batch {
+                positions
+                    .entry(message.topic.to_string())
+                    .or_default()
+                    .insert(message.partition, message.offset + 1);
             }
         }
-        if dirty.is_empty() {
-            return Ok(());
-        }
-        let snapshot = positions.lock().expect("positions lock").clone();
-        let mut kafka_offsets = TopicPartitionList::new();
-        for namespace in dirty.drain() {
-            let index = self.registry.get_or_create(&namespace)?;
-            let own: Offsets = snapshot
-                .iter()
-                .filter(|(topic, _)| {
-                    bitesize_record::namespace_from_topic(&self.config.kafka.topic_template, topic)
-                        .as_deref()
-                        == Some(namespace.as_str())
-                })
-                .map(|(topic, partitions)| (topic.clone(), partitions.clone()))
-                .collect();
-            // Keep offsets of topics this index holds from earlier commits.
-            let mut offsets: Offsets = index.committed_offsets()?;
-            for (topic, partitions) in own {
-                offsets.entry(topic).or_default().extend(partitions);
-            }
-            index.commit(&offsets)?;
-            self.metrics.commits.inc();
-            for (topic, partitions) in &offsets {
-                for (&partition, &offset) in partitions {
-                    kafka_offsets.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+        writer
+            .sender
+            .send(batch)
+            .map_err(|_| Error::Internal(format!("the index writer of {namespace} stopped")))
+    }
+
+    /// Drops every channel (writers commit and stop) and returns their threads.
+    fn close(self) -> Vec<(Arc<str>, std::thread::JoinHandle<()>)> {
+        self.writers
+            .into_iter()
+            .map(|(namespace, writer)| (namespace, writer.thread))
+            .collect()
+    }
+}
+
+/// Commits to Kafka the offsets the writers have committed to their indexes; a writer that
+/// failed stops ingest.
+fn drain_reports(
+    consumer: &BaseConsumer<IngestContext>,
+    reports: &Receiver<Report>,
+    mode: CommitMode,
+) -> Result<()> {
+    let mut committed = TopicPartitionList::new();
+    while let Ok(report) = reports.try_recv() {
+        match report {
+            Report::Committed(offsets) => {
+                for (topic, partitions) in &offsets {
+                    for (&partition, &offset) in partitions {
+                        committed.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+                    }
                 }
             }
+            Report::Failed { namespace, error } => {
+                return Err(Error::Internal(format!(
+                    "the index writer of {namespace} failed: {error}"
+                )));
+            }
         }
-        if let Err(e) = consumer.commit(&kafka_offsets, CommitMode::Async) {
+    }
+    if committed.count() > 0 {
+        if let Err(e) = consumer.commit(&committed, mode) {
             // The index is the source of truth; Kafka's copy only speeds up a fresh group.
             tracing::warn!(error = %e, "kafka offset commit failed");
         }
-        Ok(())
     }
+    Ok(())
 }
 
 /// Consume errors that repeat (a broker that is down, a TLS handshake that keeps failing)

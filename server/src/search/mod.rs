@@ -10,13 +10,14 @@ pub mod time;
 pub use bitesize_query as query;
 pub use bitesize_query::schema;
 
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::ops::Bound;
 use std::time::Instant;
 
 use serde::Serialize;
 use tantivy::collector::{Count, TopDocs};
-use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RangeQuery, TermQuery};
+use tantivy::query::{AllQuery, BooleanQuery, EnableScoring, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::{DateTime, DocAddress, Searcher, TantivyDocument, Term};
 
@@ -104,6 +105,18 @@ pub fn page(
     after: Option<&SortKey>,
     count_total: bool,
 ) -> Result<(Vec<Hit>, u64)> {
+    page_within(registry, selection, limit, after, None, count_total)
+}
+
+/// [`page`] among the records at or after `lower` (nanoseconds) only.
+fn page_within(
+    registry: &IndexRegistry,
+    selection: &Selection,
+    limit: usize,
+    after: Option<&SortKey>,
+    lower: Option<i64>,
+    count_total: bool,
+) -> Result<(Vec<Hit>, u64)> {
     let mut hits: Vec<Hit> = Vec::new();
     let mut total = 0;
     for namespace in &selection.namespaces {
@@ -127,17 +140,15 @@ pub fn page(
                 ]);
                 let extra = searcher.search(&at_cursor_time, &Count)?;
                 (
-                    and(vec![matching, time_query(&index, None, Some(key.time + 1))]),
+                    and(vec![
+                        matching,
+                        time_query(&index, lower, Some(key.time + 1)),
+                    ]),
                     extra,
                 )
             }
         };
-        let top =
-            TopDocs::with_limit(limit + extra).custom_score(|reader: &tantivy::SegmentReader| {
-                let key = collectors::segment_sort_key(reader);
-                move |doc| key(doc)
-            });
-        for ((time, partition, offset), address) in searcher.search(&query, &top)? {
+        for ((time, partition, offset), address) in newest(&searcher, &*query, limit + extra)? {
             let key = SortKey {
                 time,
                 namespace: namespace.clone(),
@@ -156,6 +167,136 @@ pub fn page(
     hits.sort_by(|a, b| b.key.cmp(&a.key));
     hits.truncate(limit);
     Ok((hits, total))
+}
+
+/// Every record a selection matches, newest first, a page at a time (for export). After
+/// the first page, each page reads only a window of time just older than the previous
+/// page, sized from the span of that page and widened while it holds too few records, so a
+/// walk over N records reads about N records, not N² / page size.
+pub struct NewestFirst {
+    selection: Selection,
+    limit: usize,
+    after: Option<SortKey>,
+    /// Width of the next page's time window (nanoseconds); `None`: unbounded.
+    window: Option<i64>,
+    /// No record of the selection is older than this: a window reaching it is unbounded.
+    floor: Option<i64>,
+    done: bool,
+}
+
+impl NewestFirst {
+    pub fn new(registry: &IndexRegistry, selection: Selection, limit: usize) -> Result<Self> {
+        let indexes: Vec<_> = selection
+            .namespaces
+            .iter()
+            .filter_map(|n| registry.get(n))
+            .collect();
+        let (oldest, _) = time_bounds(&indexes)?;
+        let floor = match (selection.range.from, oldest) {
+            (Some(from), Some(oldest)) => Some(from.max(oldest)),
+            (from, oldest) => from.or(oldest),
+        };
+        Ok(NewestFirst {
+            selection,
+            limit: limit.max(1),
+            after: None,
+            window: None,
+            floor,
+            done: false,
+        })
+    }
+
+    pub fn selection(&self) -> &Selection {
+        &self.selection
+    }
+
+    /// The next page; empty when every record has been returned.
+    pub fn next_page(&mut self, registry: &IndexRegistry) -> Result<Vec<Hit>> {
+        if self.done {
+            return Ok(Vec::new());
+        }
+        loop {
+            let lower = match (&self.after, self.window) {
+                (Some(after), Some(window)) => Some(after.time.saturating_sub(window)),
+                _ => None,
+            }
+            .filter(|&lower| self.floor.is_some_and(|floor| lower > floor));
+            let (hits, _) = page_within(
+                registry,
+                &self.selection,
+                self.limit,
+                self.after.as_ref(),
+                lower,
+                false,
+            )?;
+            if hits.len() < self.limit && lower.is_some() {
+                // Too narrow (a quiet stretch): older records may lie beyond the window.
+                self.window = self.window.map(|window| window.saturating_mul(4));
+                continue;
+            }
+            if let (Some(newest), Some(oldest)) = (hits.first(), hits.last()) {
+                let span = (newest.key.time - oldest.key.time).max(1);
+                self.window = Some(span.saturating_mul(2));
+            }
+            self.done = hits.len() < self.limit;
+            if let Some(last) = hits.last() {
+                self.after = Some(last.key.clone());
+            }
+            return Ok(hits);
+        }
+    }
+}
+
+/// A document and its place in the order: (time, partition, offset).
+type Keyed = ((i64, u64, u64), DocAddress);
+
+/// The `limit` newest documents `query` matches, by (time, partition, offset), newest
+/// first. Segments are visited by the newest record they hold (fast-field metadata), and
+/// the walk stops at a segment whose newest record is older than the page's oldest: records
+/// arrive roughly in time order, so the newest page reads only the newest segments, and
+/// each page of an export reads only the segments around its cursor.
+fn newest(searcher: &Searcher, query: &dyn Query, limit: usize) -> Result<Vec<Keyed>> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let weight = query.weight(EnableScoring::disabled_from_searcher(searcher))?;
+    let readers = searcher.segment_readers();
+    let mut segments: Vec<(i64, usize)> = Vec::with_capacity(readers.len());
+    for (ord, reader) in readers.iter().enumerate() {
+        if reader.num_docs() > 0 {
+            let newest = reader.fast_fields().date("time")?.max_value();
+            segments.push((newest.into_timestamp_nanos(), ord));
+        }
+    }
+    segments.sort_unstable_by(|a, b| b.cmp(a));
+    // The page so far, its oldest on top.
+    let mut page: BinaryHeap<Reverse<Keyed>> = BinaryHeap::with_capacity(limit + 1);
+    for (segment_newest, ord) in segments {
+        let oldest_kept = page.peek().filter(|_| page.len() >= limit);
+        if oldest_kept.is_some_and(|Reverse((key, _))| key.0 > segment_newest) {
+            break;
+        }
+        let reader = &readers[ord];
+        let key = collectors::segment_sort_key(reader);
+        let alive = reader.alive_bitset();
+        weight.for_each_no_score(reader, &mut |docs| {
+            for &doc in docs {
+                if alive.is_some_and(|alive| !alive.is_alive(doc)) {
+                    continue;
+                }
+                let keyed = (key(doc), DocAddress::new(ord as u32, doc));
+                if page.len() < limit {
+                    page.push(Reverse(keyed));
+                } else if page.peek().is_some_and(|Reverse(oldest)| keyed > *oldest) {
+                    page.pop();
+                    page.push(Reverse(keyed));
+                }
+            }
+        })?;
+    }
+    let mut newest_first: Vec<Keyed> = page.into_iter().map(|Reverse(keyed)| keyed).collect();
+    newest_first.sort_unstable_by(|a, b| b.cmp(a));
+    Ok(newest_first)
 }
 
 fn stored_record(

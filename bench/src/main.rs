@@ -5,6 +5,7 @@
 mod kafka;
 mod process;
 mod shipper;
+mod soak;
 mod workload;
 
 use clap::{Parser, Subcommand};
@@ -20,10 +21,23 @@ struct Cli {
 enum Command {
     /// The shipper against rsyslog (imfile + omkafka) and a bare rdkafka producer.
     Shipper(shipper::Args),
+    /// The whole pipeline under chaos (kills, a broker outage, concurrent reads), then an
+    /// exact count of what was lost or duplicated. Run through ./scripts/soak.
+    Soak(soak::Args),
+    /// Concurrent searches, tails and exports against a server (the soak's second process).
+    Load(soak::LoadArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Shipper(args) => shipper::Bench::new(args)?.run(),
+        Command::Soak(args) => {
+            if !soak::Soak::new(args)?.run()? {
+                // The figures are printed; the exit status says the run failed.
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Load(args) => soak::load::run(args),
     }
 }

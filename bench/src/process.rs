@@ -58,7 +58,10 @@ mod tests {
                 x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
             }
         }
-        assert!(own_cpu_seconds() > 0.0, "no CPU time read from /proc after 20 s");
+        assert!(
+            own_cpu_seconds() > 0.0,
+            "no CPU time read from /proc after 20 s"
+        );
         assert!(peak_rss_mib(std::process::id()).unwrap() > 1.0);
     }
 }

@@ -39,6 +39,12 @@ pub struct Metrics {
     registry: Registry,
     /// Records added to a namespace's index.
     pub indexed: Family<NamespaceLabel, Counter>,
+    /// Bytes of the Kafka messages added to a namespace's index.
+    pub indexed_bytes: Family<NamespaceLabel, Counter>,
+    /// Records searchable in a namespace's index, and its size on disk (set when looked at:
+    /// each `/metrics` scrape, the namespaces page and API).
+    pub index_documents: Family<NamespaceLabel, Gauge>,
+    pub index_bytes: Family<NamespaceLabel, Gauge>,
     /// Kafka messages that were not a JSON record: indexed as raw text, marked `not_json`.
     pub not_json: Family<NamespaceLabel, Counter>,
     /// Messages already in the index that Kafka delivered again (after a restart or a
@@ -56,6 +62,24 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("bitesize");
         let indexed = Family::<NamespaceLabel, Counter>::default();
         let not_json = Family::<NamespaceLabel, Counter>::default();
+        let indexed_bytes = Family::<NamespaceLabel, Counter>::default();
+        let index_documents = Family::<NamespaceLabel, Gauge>::default();
+        let index_bytes = Family::<NamespaceLabel, Gauge>::default();
+        registry.register(
+            "ingest_bytes",
+            "Bytes of the Kafka messages added to a namespace's index",
+            indexed_bytes.clone(),
+        );
+        registry.register(
+            "index_documents",
+            "Records searchable in a namespace's index",
+            index_documents.clone(),
+        );
+        registry.register(
+            "index_disk_bytes",
+            "Size of a namespace's index on disk",
+            index_bytes.clone(),
+        );
         let redelivered = Counter::default();
         let commits = Counter::default();
         registry.register(
@@ -112,6 +136,9 @@ impl Default for Metrics {
         Metrics {
             registry,
             indexed,
+            indexed_bytes,
+            index_documents,
+            index_bytes,
             not_json,
             redelivered,
             commits,
@@ -132,6 +159,28 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("writing to a String");
         text
+    }
+
+    /// Sets the index gauges of every namespace from its index now.
+    pub fn observe_indexes(&self, indexes: &crate::search::IndexRegistry) {
+        for name in indexes.names() {
+            if let Some(Ok(stats)) = indexes.get(&name).map(|index| index.stats()) {
+                self.observe_index(&name, stats);
+            }
+        }
+    }
+
+    pub fn observe_index(&self, namespace: &str, stats: crate::search::IndexStats) {
+        let label = NamespaceLabel {
+            namespace: namespace.to_owned(),
+        };
+        let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.index_documents
+            .get_or_create(&label)
+            .set(clamp(stats.documents));
+        self.index_bytes
+            .get_or_create(&label)
+            .set(clamp(stats.bytes));
     }
 
     pub fn ingest_is_running(&self) -> bool {

@@ -674,6 +674,27 @@ async fn namespace_forms_create_change_and_delete() {
         "{row}"
     );
 
+    // Its volume: what is searchable (and its size), what Kafka holds, what waits.
+    produce(&format!("logs.{name}"), 3).await;
+    assert_eq!(
+        server.wait_total(&name, 3, Duration::from_secs(30)).await,
+        3
+    );
+    let html = page(&server, "/namespaces", &admin).await;
+    let row = html.split(&format!(">{name}</a>")).nth(1).expect("the row");
+    let row = row.split("</tr>").next().unwrap();
+    let cells: Vec<&str> = row
+        .split("<td class=\"num\">")
+        .skip(1)
+        .map(|cell| cell.split("</td>").next().unwrap())
+        .collect();
+    assert_eq!(cells.len(), 4, "partitions, indexed, in Kafka, lag: {row}");
+    assert!(
+        cells[1].starts_with("3 records, ") && cells[1].ends_with('B'),
+        "{row}"
+    );
+    assert_eq!((cells[2], cells[3]), ("3", "0"), "{row}");
+
     // Bad input is said plainly; a viewer may not create.
     let bad = post_as(
         &server,
@@ -1218,5 +1239,26 @@ async fn saved_searches_are_listed_shared_with_owners_and_deleted() {
             .await;
         assert_eq!(status, 200);
         assert_eq!(body["events"].as_array().unwrap().len(), count, "{body}");
+    }
+}
+
+/// Produces `n` small records to `topic` and waits for Kafka to acknowledge them.
+async fn produce(topic: &str, n: usize) {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", common::kafka_bootstrap())
+        .create()
+        .unwrap();
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    for i in 0..n {
+        let payload = format!(r#"{{"time":"{now}","log":"volume {i}","stream":"stdout"}}"#);
+        producer
+            .send(
+                FutureRecord::to(topic).key("k").payload(&payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
     }
 }

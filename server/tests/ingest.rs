@@ -150,6 +150,23 @@ async fn fluentd_layout_and_non_json_records_are_indexed_and_marked() {
         )),
         "{metrics}"
     );
+    // Volume: five records searchable, their bytes counted, the index's size on disk.
+    assert!(
+        metrics.contains(&format!(
+            "bitesize_index_documents{{namespace=\"{namespace}\"}} 5\n"
+        )),
+        "{metrics}"
+    );
+    let figure = |name: &str| -> u64 {
+        let prefix = format!("{name}{{namespace=\"{namespace}\"}} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(prefix.as_str()))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{name} of {namespace} in {metrics}"))
+    };
+    assert!(figure("bitesize_ingest_bytes_total") > 100);
+    assert!(figure("bitesize_index_disk_bytes") > 1000);
     let (status, ready) = server.get_json_as("/readyz", None).await;
     assert_eq!(status, 200, "{ready}");
     let (status, _) = server.get_json_as("/metrics", None).await;

@@ -131,6 +131,12 @@ pub struct NamespaceRow {
     pub kafka_retention: String,
     /// How long the index keeps records (`7 days`, or `server default`).
     pub index_retention: String,
+    /// Records searchable and the index's size (`12 345 records, 3.4 MiB`; empty: none).
+    pub indexed: String,
+    /// Records in the Kafka topic (empty: not known).
+    pub kafka_records: String,
+    /// Records in Kafka not indexed yet (empty: not known).
+    pub lag: String,
     pub archive: bool,
     /// The owning group, if any.
     pub owner: String,
@@ -409,6 +415,7 @@ pub(crate) fn NamespacesView(page: NamespacesPage) -> impl IntoView {
                 <tr>
                     <td><a href=search class="mono">{n.name}</a></td><td class="mono">{n.topic}</td>
                     <td class="num">{dash(n.partitions)}</td><td>{dash(n.kafka_retention)}</td><td>{n.index_retention}</td>
+                    <td class="num">{dash(n.indexed)}</td><td class="num">{dash(n.kafka_records)}</td><td class="num">{dash(n.lag)}</td>
                     <td>{if n.archive { "yes" } else { "no" }}</td><td>{dash(n.owner)}</td><td class="mono">{n.created_at}</td>
                     <td>{retention}</td><td>{delete}</td>
                 </tr>
@@ -419,7 +426,7 @@ pub(crate) fn NamespacesView(page: NamespacesPage) -> impl IntoView {
         <Header viewer=viewer current="/namespaces"/>
         <main class="page" id="main">
             <h1 class="title">"Namespaces"</h1>
-            <p class="help">"The namespaces you may read: their Kafka topic and how long their logs are kept (— : not set in the namespace registry)."</p>
+            <p class="help">"The namespaces you may read: their Kafka topic, how long their logs are kept (— : not set in the namespace registry), what is searchable, what Kafka holds and how many records wait to be indexed (lag)."</p>
             {notice.map(|n| view! { <p class="notice" role="status">{n}</p> })}
             {error.map(|e| view! { <p class="error" role="alert">{e}</p> })}
             {admin.then(|| view! {
@@ -433,7 +440,7 @@ pub(crate) fn NamespacesView(page: NamespacesPage) -> impl IntoView {
             })}
             {empty.then(|| view! { <p class="notice">"No namespaces you may read yet: ask an admin for a binding."</p> })}
             <div class="table"><table class="grid">
-                <thead><tr><th scope="col">"Namespace"</th><th scope="col">"Topic"</th><th scope="col">"Partitions"</th><th scope="col">"Kafka retention"</th><th scope="col">"Index retention"</th><th scope="col">"Archive"</th><th scope="col">"Owner group"</th><th scope="col">"Since"</th><th scope="col">"Change retention"</th><th scope="col"><span class="visually-hidden">"Delete"</span></th></tr></thead>
+                <thead><tr><th scope="col">"Namespace"</th><th scope="col">"Topic"</th><th scope="col">"Partitions"</th><th scope="col">"Kafka retention"</th><th scope="col">"Index retention"</th><th scope="col">"Indexed"</th><th scope="col">"In Kafka"</th><th scope="col">"Lag"</th><th scope="col">"Archive"</th><th scope="col">"Owner group"</th><th scope="col">"Since"</th><th scope="col">"Change retention"</th><th scope="col"><span class="visually-hidden">"Delete"</span></th></tr></thead>
                 <tbody>{rows}</tbody>
             </table></div>
         </main>

@@ -65,6 +65,7 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 /// Prometheus text exposition (admins; point Prometheus at it with an admin API token).
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     namespaces_admin::refresh_kafka_metrics(&state).await;
+    state.metrics.observe_indexes(&state.registry);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.metrics.encode())

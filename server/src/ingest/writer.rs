@@ -42,6 +42,7 @@ pub struct NamespaceWriter {
     offsets: Offsets,
     commit_interval: Duration,
     indexed: Counter,
+    indexed_bytes: Counter,
     not_json: Counter,
     metrics: Arc<Metrics>,
 }
@@ -57,9 +58,11 @@ impl NamespaceWriter {
             namespace: index.name.clone(),
         };
         let indexed = metrics.indexed.get_or_create(&label).clone();
+        let indexed_bytes = metrics.indexed_bytes.get_or_create(&label).clone();
         let not_json = metrics.not_json.get_or_create(&label).clone();
         Ok(NamespaceWriter {
             indexed,
+            indexed_bytes,
             not_json,
             index,
             offsets,
@@ -137,6 +140,7 @@ impl NamespaceWriter {
                 },
             ))?;
             self.indexed.inc();
+            self.indexed_bytes.inc_by(message.payload.len() as u64);
             let next = message.offset + 1;
             set_offset(&mut self.offsets, &message.topic, message.partition, next);
             set_offset(changed, &message.topic, message.partition, next);

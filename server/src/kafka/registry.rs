@@ -17,7 +17,7 @@ use crate::authz::{NamespaceScope, Principal};
 use crate::config::Config;
 use crate::db::namespaces::{self, Model};
 use crate::metrics::{Metrics, NamespaceLabel, PartitionLabel};
-use crate::search::IndexRegistry;
+use crate::search::{IndexRegistry, IndexStats};
 use crate::{audit, Error, Result};
 
 /// `POST /api/v1/admin/namespaces`: onboard a namespace (its topic is created), or adopt the
@@ -97,6 +97,18 @@ pub struct NamespaceEntry {
     /// End offsets and this server's lag (absent when the topic is missing).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lag: Option<TopicLag>,
+    /// Records searchable and the index's size on disk (absent: nothing indexed yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<IndexStats>,
+}
+
+/// What [`NamespaceRegistry::volumes`] finds for one namespace's topic.
+#[derive(Debug, Clone, Copy)]
+pub struct TopicVolume {
+    /// Records the topic holds now.
+    pub records: i64,
+    /// Records not yet indexed by this server.
+    pub lag_records: i64,
 }
 
 /// A topic matching the indexing pattern that is not in the registry.
@@ -530,6 +542,13 @@ impl NamespaceRegistry {
         k.topic_missing
             .get_or_create(&label)
             .set(i64::from(state.is_none()));
+        let index = match self.indexes.get(&row.name) {
+            Some(index) => Some(index.stats()?),
+            None => None,
+        };
+        if let Some(stats) = index {
+            self.metrics.observe_index(&row.name, stats);
+        }
         Ok(NamespaceEntry {
             name: row.name,
             topic: row.topic,
@@ -544,7 +563,34 @@ impl NamespaceRegistry {
             topic_missing: state.is_none(),
             kafka: state,
             lag,
+            index,
         })
+    }
+
+    /// Records each namespace's topic holds and how many of them this server has not
+    /// indexed yet, from watermarks alone (no record is read, unlike [`TopicLag`]'s
+    /// seconds): quick enough for a page. Namespaces whose topic is missing are left out.
+    pub async fn volumes(&self, rows: &[Model]) -> Result<BTreeMap<String, TopicVolume>> {
+        let topics = self.admin.topics().await?;
+        let mut volumes = BTreeMap::new();
+        for row in rows {
+            let Some(&(partitions, _)) = topics.get(&row.topic) else {
+                continue;
+            };
+            let watermarks = self.admin.watermarks(&row.topic, partitions).await?;
+            let held = match self.indexes.get(&row.name) {
+                Some(index) => index.committed_offsets()?,
+                None => Default::default(),
+            };
+            volumes.insert(
+                row.name.clone(),
+                TopicVolume {
+                    records: watermarks.values().map(|(low, high)| high - low).sum(),
+                    lag_records: lag::lag_records(&watermarks, held.get(&row.topic)),
+                },
+            );
+        }
+        Ok(volumes)
     }
 
     /// The registry entry of `name` (admins and the namespace's owners).

@@ -22,9 +22,19 @@ struct CommitPayload {
     offsets: Offsets,
 }
 
+/// How much a namespace's index holds.
+#[derive(Debug, Clone, Copy, Default, Serialize, utoipa::ToSchema)]
+pub struct IndexStats {
+    /// Records searchable now.
+    pub documents: u64,
+    /// Size of the index on disk.
+    pub bytes: u64,
+}
+
 pub struct NamespaceIndex {
     pub name: String,
     pub fields: Fields,
+    dir: PathBuf,
     index: Index,
     reader: IndexReader,
     writer: Mutex<IndexWriter>,
@@ -49,6 +59,7 @@ impl NamespaceIndex {
         Ok(NamespaceIndex {
             name: name.to_owned(),
             fields,
+            dir: dir.to_owned(),
             index,
             reader,
             writer: Mutex::new(writer),
@@ -111,6 +122,23 @@ impl NamespaceIndex {
     pub fn take_pending_deletes(&self) -> bool {
         self.pending_deletes
             .swap(false, std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Records searchable now and the index's size on disk (files in its directory, not
+    /// counting what the writer holds in memory).
+    pub fn stats(&self) -> Result<IndexStats> {
+        let entries = std::fs::read_dir(&self.dir)
+            .map_err(|e| Error::Io(format!("listing {}", self.dir.display()), e))?;
+        let bytes = entries
+            .flatten()
+            .filter_map(|entry| entry.metadata().ok())
+            .filter(|metadata| metadata.is_file())
+            .map(|metadata| metadata.len())
+            .sum();
+        Ok(IndexStats {
+            documents: self.searcher().num_docs(),
+            bytes,
+        })
     }
 
     pub fn searcher(&self) -> tantivy::Searcher {

@@ -22,7 +22,7 @@ use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::{DateTime, DocAddress, Searcher, TantivyDocument, Term};
 
 pub use collectors::SortKey;
-pub use index::{IndexRegistry, NamespaceIndex, Offsets};
+pub use index::{IndexRegistry, IndexStats, NamespaceIndex, Offsets};
 pub use time::TimeRange;
 
 use crate::{Error, Result};

@@ -254,7 +254,8 @@ impl Server {
             ("BITESIZE_LISTEN".into(), format!("127.0.0.1:{port}")),
             ("BITESIZE_DATABASE_URL".into(), database_url.to_owned()),
             ("BITESIZE_KAFKA__BROKERS".into(), brokers.to_owned()),
-            ("BITESIZE_LOG".into(), "info".into()),
+            // Tantivy logs every commit at info.
+            ("BITESIZE_LOG".into(), "info,tantivy=warn".into()),
         ];
         Ok(Server {
             bin: bin.to_owned(),

@@ -2,8 +2,11 @@
 //! measured in the same run, on the same machine, files and broker. Run through
 //! `./scripts/bench`, which installs the peers and starts the broker.
 
+mod ingest;
 mod kafka;
 mod process;
+mod search;
+mod server;
 mod shipper;
 mod soak;
 mod workload;
@@ -21,6 +24,10 @@ struct Cli {
 enum Command {
     /// The shipper against rsyslog (imfile + omkafka) and a bare rdkafka producer.
     Shipper(shipper::Args),
+    /// Kafka → index through the real server against a bare Tantivy loop on the same records.
+    Ingest(ingest::Args),
+    /// Search latency on a large index (API and in process), histograms, line → searchable.
+    Search(search::Args),
     /// The whole pipeline under chaos (kills, a broker outage, concurrent reads), then an
     /// exact count of what was lost or duplicated. Run through ./scripts/soak.
     Soak(soak::Args),
@@ -31,6 +38,8 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Shipper(args) => shipper::Bench::new(args)?.run(),
+        Command::Ingest(args) => ingest::run(args),
+        Command::Search(args) => search::run(args),
         Command::Soak(args) => {
             if !soak::Soak::new(args)?.run()? {
                 // The figures are printed; the exit status says the run failed.

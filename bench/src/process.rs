@@ -4,12 +4,21 @@ use std::fs;
 
 /// CPU seconds (user + system) a process has used so far, all its threads included.
 pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    stat_cpu_seconds(&format!("/proc/{pid}/stat"))
+}
+
+/// CPU seconds (user + system) one thread of a process has used so far.
+pub fn thread_cpu_seconds(pid: u32, tid: u32) -> anyhow::Result<f64> {
+    stat_cpu_seconds(&format!("/proc/{pid}/task/{tid}/stat"))
+}
+
+fn stat_cpu_seconds(path: &str) -> anyhow::Result<f64> {
+    let stat = fs::read_to_string(path)?;
     // Fields after the command name, which is in parentheses and may hold spaces.
     let rest = stat
         .rsplit_once(')')
         .map(|(_, rest)| rest)
-        .ok_or_else(|| anyhow::anyhow!("unexpected /proc/{pid}/stat"))?;
+        .ok_or_else(|| anyhow::anyhow!("unexpected {path}"))?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of stat; `rest` starts at field 3.
     let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;

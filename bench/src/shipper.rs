@@ -81,7 +81,7 @@ const TIMEOUT: Duration = Duration::from_secs(900);
 
 /// The producer settings all three use: the shipper's defaults (`shipper/src/produce.rs`),
 /// given to the shipper too (as `kafka.properties`) so they are the same by construction.
-const PRODUCER: [(&str, &str); 5] = [
+pub(crate) const PRODUCER: [(&str, &str); 5] = [
     ("compression.codec", "zstd"),
     ("compression.level", "1"),
     ("linger.ms", "100"),

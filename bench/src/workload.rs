@@ -5,6 +5,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use bitesize_record::RecordParts;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -79,6 +80,110 @@ impl LineMaker {
             trace = self.rng.random::<u128>(),
             bytes = self.rng.random_range(100..100_000u32),
         );
+    }
+}
+
+/// The Kafka records the shipper would write for the lines [`write_files`] writes (same seed,
+/// same round-robin over `files`), made in memory: the same record writer as the shipper
+/// (`RecordParts`), with the pod metadata the Kubernetes API would add (labels, image), so an
+/// index built from them holds what a cluster's would. For the ingest and search benchmarks,
+/// which need millions of records without shipping files first.
+pub struct RecordMaker {
+    pods: Vec<PodMetadata>,
+    lines: LineMaker,
+    line: Vec<u8>,
+    next: usize,
+}
+
+/// What the shipper knows about one file's container.
+struct PodMetadata {
+    namespace: &'static str,
+    pod: String,
+    container_id: String,
+    image: String,
+    labels: std::collections::BTreeMap<String, String>,
+}
+
+/// One generated record.
+pub struct MadeRecord {
+    pub namespace: &'static str,
+    /// The CRI line it came from, newline included (what the container wrote, framed).
+    pub line_bytes: usize,
+    /// The record's JSON, as the shipper produces it to Kafka.
+    pub payload: Vec<u8>,
+}
+
+impl RecordMaker {
+    pub fn new(files: &[LogFile], seed: u64) -> RecordMaker {
+        let pods = files
+            .iter()
+            .map(|file| {
+                let name = file
+                    .path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or_default();
+                let container_id = name
+                    .rsplit_once("app-")
+                    .map(|(_, id)| id)
+                    .unwrap_or_default();
+                PodMetadata {
+                    namespace: file.namespace,
+                    pod: file.pod.clone(),
+                    container_id: container_id.to_owned(),
+                    image: format!("registry.example.com/{}/web:1.14.2", file.namespace),
+                    labels: [
+                        ("app".to_owned(), format!("{}-web", file.namespace)),
+                        ("pod-template-hash".to_owned(), "7d9f8c6b5".to_owned()),
+                        ("tier".to_owned(), "frontend".to_owned()),
+                    ]
+                    .into(),
+                }
+            })
+            .collect();
+        RecordMaker {
+            pods,
+            lines: LineMaker::new(seed),
+            line: Vec::with_capacity(512),
+            next: 0,
+        }
+    }
+
+    /// The next record.
+    pub fn record(&mut self) -> MadeRecord {
+        self.line.clear();
+        self.lines.line(&mut self.line);
+        let pod = &self.pods[self.next % self.pods.len()];
+        self.next += 1;
+        let text = std::str::from_utf8(&self.line).expect("generated lines are UTF-8");
+        // `<time> <stream> F <message>\n`, as the generator writes it.
+        let mut parts = text.trim_end_matches('\n').splitn(4, ' ');
+        let (time, stream, _, message) = (
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+            parts.next(),
+            parts.next().unwrap_or_default(),
+        );
+        let payload = RecordParts {
+            time: Some(time),
+            stream,
+            log: message,
+            container_id: &pod.container_id,
+            namespace_name: pod.namespace,
+            pod_name: &pod.pod,
+            container_name: "app",
+            container_image: &pod.image,
+            host: "bench-node",
+            labels: Some(&pod.labels),
+            merge_json_log: true,
+            ..Default::default()
+        }
+        .to_vec();
+        MadeRecord {
+            namespace: pod.namespace,
+            line_bytes: self.line.len(),
+            payload,
+        }
     }
 }
 
@@ -168,6 +273,36 @@ mod tests {
             );
             let (_, message) = line.split_once(" stdout F ").expect("a CRI line");
             serde_json::from_str::<serde_json::Value>(message).expect("a JSON message");
+        }
+    }
+
+    #[test]
+    fn made_records_are_the_shippers_records_of_the_written_lines() {
+        let files = log_files(Path::new("/logs"), 10);
+        let mut maker = RecordMaker::new(&files, 7);
+        let mut lines = LineMaker::new(7);
+        for i in 0..20 {
+            let made = maker.record();
+            let mut line = Vec::new();
+            lines.line(&mut line);
+            assert_eq!(made.line_bytes, line.len());
+            assert_eq!(made.namespace, files[i % 10].namespace);
+            let record = bitesize_record::Record::decode(&made.payload).expect("a record");
+            let text = String::from_utf8(line).unwrap();
+            let (time, rest) = text.split_once(' ').unwrap();
+            assert_eq!(record.time.as_deref(), Some(time));
+            assert_eq!(record.stream, "stdout");
+            assert_eq!(
+                Some(record.log.as_str()),
+                rest.strip_prefix("stdout F ").map(str::trim_end)
+            );
+            assert_eq!(record.kubernetes.pod_name, files[i % 10].pod);
+            assert_eq!(
+                record.kubernetes.labels["app"],
+                format!("{}-web", made.namespace)
+            );
+            let fields = record.fields.expect("the JSON message in fields");
+            assert!(fields["status"].is_u64(), "{fields:?}");
         }
     }
 

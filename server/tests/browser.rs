@@ -926,10 +926,19 @@ async fn dashboard_in_a_real_browser() {
             let overflow = dark
                 .execute("return document.documentElement.scrollWidth - document.documentElement.clientWidth")
                 .await;
-            assert!(
-                overflow.as_i64().unwrap_or(1) <= 0,
-                "{page} at {width}px is {overflow} px too wide"
-            );
+            if overflow.as_i64().unwrap_or(1) > 0 {
+                // Name what sticks out, so a failure says where to look.
+                let wide = dark
+                    .execute(
+                        "const w = document.documentElement.clientWidth;
+                         return [...document.querySelectorAll('body *')]
+                           .filter(e => e.getBoundingClientRect().right > w)
+                           .slice(-5)
+                           .map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))",
+                    )
+                    .await;
+                panic!("{page} at {width}px is {overflow} px too wide: {wide}");
+            }
         }
     }
     dark.goto(&server.url(&format!("/search?namespace={a}")))

@@ -139,7 +139,7 @@ aside.facets .value { overflow:hidden; text-overflow:ellipsis; white-space:nowra
 aside.facets .count { color:var(--muted); }
 .toolbar { display:flex; justify-content:space-between; align-items:baseline; flex-wrap:wrap; gap:.5rem; margin-bottom:.4rem; }
 .export { color:var(--muted); font-size:.9rem; }
-.table { overflow-x:auto; }
+.table { overflow-x:auto; position:relative; }
 table.hits { width:100%; border-collapse:collapse; font:12.5px/1.4 ui-monospace, SFMono-Regular, Menlo, monospace; }
 table.hits th { text-align:left; color:var(--muted); font-weight:500; border-bottom:1px solid var(--line); padding:.3rem .4rem; white-space:nowrap; }
 table.hits td { border-bottom:1px solid var(--line); padding:.25rem .4rem; vertical-align:top; white-space:nowrap; }

@@ -12,6 +12,7 @@ mod m20261125_000006_retention;
 mod m20261125_000007_fleet;
 mod m20261125_000008_namespace_registry;
 mod m20261130_000009_saved_searches;
+mod m20261130_000010_archive;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000007_fleet::Migration),
             Box::new(m20261125_000008_namespace_registry::Migration),
             Box::new(m20261130_000009_saved_searches::Migration),
+            Box::new(m20261130_000010_archive::Migration),
         ]
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use actix_web::{web, App, HttpServer};
 use sea_orm::DatabaseConnection;
 
+use crate::archive::{Archive, Archiver};
 use crate::config::Config;
 use crate::fleet::Fleet;
 use crate::ingest::Ingest;
@@ -28,6 +29,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Sign-in settings and the OpenID Connect providers' cached discovery documents.
     pub sso: Arc<crate::auth::oidc::Sso>,
+    /// The archive's store and this server's rehydrates.
+    pub archive: Arc<Archive>,
 }
 
 /// Runs the server until `shutdown` is set (or SIGINT/SIGTERM when `shutdown` is `None`).
@@ -53,7 +56,30 @@ pub async fn serve(config: Config, shutdown: Arc<AtomicBool>) -> Result<()> {
         .spawn(move || ingest.run(ingest_shutdown))
         .map_err(|e| Error::Io("starting the ingest thread".into(), e))?;
 
-    let retention = Retention::new(config.retention.clone(), registry.clone(), db.clone());
+    let archive = Arc::new(Archive::open(&config, registry.clone(), db.clone()).await?);
+    let archive_thread = if config.archive.enabled {
+        let archiver = Archiver::new(
+            config.clone(),
+            archive.store.clone(),
+            db.clone(),
+            metrics.clone(),
+        );
+        let archive_shutdown = shutdown.clone();
+        Some(
+            std::thread::Builder::new()
+                .name("archive".into())
+                .spawn(move || archiver.run(archive_shutdown))
+                .map_err(|e| Error::Io("starting the archive thread".into(), e))?,
+        )
+    } else {
+        None
+    };
+    let retention = Retention::new(
+        config.retention.clone(),
+        registry.clone(),
+        db.clone(),
+        archive.kept.clone(),
+    );
     let retention_task = tokio::spawn(retention.run(shutdown.clone()));
     let fleet = Arc::new(Fleet::new(&config, db.clone()).await);
     let fleet_task = tokio::spawn(fleet.clone().run(shutdown.clone()));
@@ -65,6 +91,7 @@ pub async fn serve(config: Config, shutdown: Arc<AtomicBool>) -> Result<()> {
         fleet,
         config: shared_config.clone(),
         sso: Arc::new(crate::auth::oidc::Sso::new(shared_config)),
+        archive,
     };
     let limiter = web::Data::new(LoginLimiter::new(10, std::time::Duration::from_secs(300)));
     let server = HttpServer::new(move || {
@@ -108,6 +135,10 @@ pub async fn serve(config: Config, shutdown: Arc<AtomicBool>) -> Result<()> {
     let _ = retention_task.await;
     let _ = fleet_task.await;
     let _ = server_task.await;
+    if let Some(thread) = archive_thread {
+        // Writes what it buffered, then commits its offsets.
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
     match ingest_done.await {
         Ok(Ok(result)) => result,
         Ok(Err(_)) => Err(Error::Internal("ingest thread panicked".into())),

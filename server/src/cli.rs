@@ -74,6 +74,26 @@ pub enum Command {
     /// Kafka governance.
     #[command(subcommand)]
     Kafka(KafkaCommand),
+    /// Load an archived time range of a namespace back into its index (records already
+    /// indexed are not duplicated). With the server running, go through it: `--server URL`
+    /// and an API token (admin or the namespace's owner) in BITESIZE_TOKEN; without
+    /// `--server` it works on the data directory, which needs the server stopped.
+    Rehydrate {
+        #[arg(long)]
+        namespace: String,
+        /// RFC 3339 or relative (`now-30d`); inclusive.
+        #[arg(long)]
+        from: String,
+        /// RFC 3339 or relative; exclusive.
+        #[arg(long)]
+        to: String,
+        /// Days retention keeps the range (default `archive.rehydrate_keep_days`).
+        #[arg(long)]
+        keep_days: Option<u32>,
+        /// The running server's URL (`http://127.0.0.1:8080`).
+        #[arg(long)]
+        server: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -337,6 +357,21 @@ pub async fn run(cli: Cli) -> Result<()> {
                 eprintln!("applied {applied} ACLs to {}", config.kafka.brokers);
             }
             Ok(())
+        }
+        Command::Rehydrate {
+            namespace,
+            from,
+            to,
+            keep_days,
+            server,
+        } => {
+            let request = crate::archive::RehydrateRequest {
+                namespace,
+                from,
+                to,
+                keep_days,
+            };
+            crate::archive::command::rehydrate(&config, request, server.as_deref()).await
         }
         Command::Audit(AuditCommand::Verify) => {
             let db = open_database(&config).await?;

@@ -39,6 +39,98 @@ pub struct Config {
     pub oidc: Vec<OidcProvider>,
     /// The shipper DaemonSet this server manages (`[fleet]`); off when no cluster is named.
     pub fleet: FleetConfig,
+    /// The archive to object storage and rehydrates (`[archive]`, see `archive`).
+    pub archive: ArchiveConfig,
+}
+
+/// The archive (`[archive]`): every record as NDJSON compressed with zstd, per namespace and
+/// hour, in an object store, and rehydrates back into the index (see `archive`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArchiveConfig {
+    /// Run the archive stage (listing and rehydrating work either way).
+    pub enabled: bool,
+    /// `file:///absolute/dir` or `s3://bucket/prefix`; default `archive/` in the data directory.
+    pub url: Option<String>,
+    /// Archive the namespaces the registry has no `archive` setting for (the ones the indexer
+    /// found by itself) and new registry entries created without `archive`.
+    pub by_default: bool,
+    /// The archive stage's own consumer group; default `{kafka.group_id}-archive`.
+    pub group_id: Option<String>,
+    /// A partition's records are written once they reach this many bytes of NDJSON...
+    pub flush_bytes: u64,
+    /// ...or once the first of them has waited this long.
+    pub flush_interval_secs: u64,
+    /// Most NDJSON bytes buffered over all partitions; past it the largest go early.
+    pub max_buffered_bytes: u64,
+    /// zstd level of the objects, 1 (fastest) to 19 (smallest).
+    pub zstd_level: i32,
+    /// Days retention leaves a rehydrated range in the index (a request may set its own).
+    pub rehydrate_keep_days: u32,
+    /// The most days a rehydrate request may ask to keep its range.
+    pub rehydrate_max_keep_days: u32,
+    /// S3-compatible storage (`[archive.s3]`), for an `s3://` URL.
+    pub s3: ArchiveS3,
+}
+
+/// Settings of an S3-compatible store. Unset values come from the usual `AWS_*` variables
+/// (`AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, ...) or the instance role.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArchiveS3 {
+    pub region: Option<String>,
+    /// The endpoint of an S3-compatible service (`https://minio.example.com:9000`).
+    pub endpoint: Option<String>,
+    pub access_key_id: Option<String>,
+    /// Prefer `BITESIZE_ARCHIVE__S3__SECRET_ACCESS_KEY` or `secret_access_key_file`.
+    pub secret_access_key: Option<Secret>,
+    /// A file holding the secret access key (a mounted Secret); trailing newlines removed.
+    pub secret_access_key_file: Option<PathBuf>,
+    pub session_token: Option<Secret>,
+    /// Plain `http://` to the endpoint.
+    pub allow_http: bool,
+    /// `https://bucket.endpoint/` requests instead of `https://endpoint/bucket/`.
+    pub virtual_hosted_style: bool,
+}
+
+impl ArchiveS3 {
+    /// The secret access key from `secret_access_key` or `secret_access_key_file`; errors
+    /// name the key, never the secret.
+    pub fn secret_access_key(&self) -> std::result::Result<Option<Secret>, String> {
+        match (&self.secret_access_key, &self.secret_access_key_file) {
+            (Some(_), Some(_)) => Err(
+                "archive.s3.secret_access_key_file: give secret_access_key or secret_access_key_file, not both".into(),
+            ),
+            (Some(secret), None) => Ok(Some(secret.clone())),
+            (None, Some(file)) => std::fs::read_to_string(file)
+                .map(|text| Some(Secret::new(text.trim_end_matches(['\r', '\n']))))
+                .map_err(|e| {
+                    format!(
+                        "archive.s3.secret_access_key_file: cannot read {}: {e}",
+                        file.display()
+                    )
+                }),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        ArchiveConfig {
+            enabled: true,
+            url: None,
+            by_default: true,
+            group_id: None,
+            flush_bytes: 64 * 1024 * 1024,
+            flush_interval_secs: 300,
+            max_buffered_bytes: 512 * 1024 * 1024,
+            zstd_level: 3,
+            rehydrate_keep_days: 7,
+            rehydrate_max_keep_days: 90,
+            s3: ArchiveS3::default(),
+        }
+    }
 }
 
 /// Which clusters' shipper fleets this server manages (`[fleet]`, see `fleet`).
@@ -331,6 +423,7 @@ impl Default for Config {
             local_accounts: true,
             oidc: Vec::new(),
             fleet: FleetConfig::default(),
+            archive: ArchiveConfig::default(),
         }
     }
 }
@@ -401,7 +494,7 @@ fn is_web_url(text: &str, https_unless_loopback: bool) -> bool {
 }
 
 /// Variables that share the prefix but are not settings of this file.
-const OTHER_VARIABLES: [&str; 1] = ["BITESIZE_LOG"];
+const OTHER_VARIABLES: [&str; 2] = ["BITESIZE_LOG", "BITESIZE_TOKEN"];
 
 /// `BITESIZE_*` variables for the server. A variable whose first key is not a server setting
 /// (the shipper's settings share the prefix and often the environment) is ignored with a
@@ -607,6 +700,7 @@ impl Config {
             return bad("fleet.namespace", "must name a namespace");
         }
         self.validate_kafka_security()?;
+        self.validate_archive()?;
         self.validate_kafka_topics()?;
         self.validate_sign_in()
     }
@@ -655,6 +749,82 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    fn validate_archive(&self) -> Result<()> {
+        let bad = |key: &str, why: &str| Err(Error::Config(format!("archive.{key}: {why}")));
+        let a = &self.archive;
+        if let Some(url) = &a.url {
+            let ok = match openidconnect::url::Url::parse(url) {
+                Ok(u) if u.scheme() == "file" => u.to_file_path().is_ok(),
+                Ok(u) if u.scheme() == "s3" => u.host_str().is_some_and(|h| !h.is_empty()),
+                _ => false,
+            };
+            if !ok {
+                return bad(
+                    "url",
+                    "must be file:///absolute/dir or s3://bucket[/prefix]",
+                );
+            }
+        }
+        if a.group_id
+            .as_ref()
+            .is_some_and(|g| g.trim().is_empty() || *g == self.kafka.group_id)
+        {
+            return bad(
+                "group_id",
+                "must not be empty or kafka.group_id (the indexers' group)",
+            );
+        }
+        if a.flush_bytes < 1024 {
+            return bad("flush_bytes", "must be at least 1024");
+        }
+        if a.flush_interval_secs == 0 {
+            return bad("flush_interval_secs", "must be at least 1");
+        }
+        if a.max_buffered_bytes < a.flush_bytes {
+            return bad("max_buffered_bytes", "must be at least flush_bytes");
+        }
+        if !(1..=19).contains(&a.zstd_level) {
+            return bad("zstd_level", "must be between 1 and 19");
+        }
+        if a.rehydrate_max_keep_days == 0 {
+            return bad("rehydrate_max_keep_days", "must be at least 1");
+        }
+        if a.rehydrate_keep_days == 0 || a.rehydrate_keep_days > a.rehydrate_max_keep_days {
+            return bad(
+                "rehydrate_keep_days",
+                "must be between 1 and rehydrate_max_keep_days",
+            );
+        }
+        if let Some(endpoint) = &a.s3.endpoint {
+            if !is_web_url(endpoint, false) {
+                return bad("s3.endpoint", "must be an http:// or https:// URL");
+            }
+        }
+        a.s3.secret_access_key().map(|_| ()).map_err(Error::Config)
+    }
+
+    /// The archive stage's consumer group.
+    pub fn archive_group_id(&self) -> String {
+        self.archive
+            .group_id
+            .clone()
+            .unwrap_or_else(|| format!("{}-archive", self.kafka.group_id))
+    }
+
+    /// Where the archive is: `archive.url`, or `archive/` in the data directory.
+    pub fn archive_url(&self) -> String {
+        match &self.archive.url {
+            Some(url) => url.clone(),
+            None => {
+                let dir = std::path::absolute(self.data_dir.join("archive"))
+                    .unwrap_or_else(|_| self.data_dir.join("archive"));
+                openidconnect::url::Url::from_directory_path(&dir)
+                    .map(|u| u.to_string())
+                    .unwrap_or_else(|()| format!("file://{}", dir.display()))
+            }
+        }
     }
 
     pub fn index_dir(&self) -> PathBuf {

@@ -23,6 +23,8 @@ pub enum Error {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("index: {0}")]
     Index(#[from] tantivy::TantivyError),
+    #[error("archive: {0}")]
+    Archive(#[from] object_store::Error),
     #[error("{0}: {1}")]
     Io(String, #[source] std::io::Error),
     #[error("embedded {0}")]
@@ -49,6 +51,7 @@ impl Error {
             | Error::Database(_)
             | Error::Kafka(_)
             | Error::Index(_)
+            | Error::Archive(_)
             | Error::Io(..)
             | Error::Embedded(_)
             | Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

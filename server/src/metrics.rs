@@ -34,6 +34,22 @@ pub struct KafkaMetrics {
     pub streamed: Family<NamespaceLabel, Counter>,
 }
 
+/// The archive stage and rehydrates (set by `archive`).
+#[derive(Default)]
+pub struct ArchiveMetrics {
+    /// Records written to the archive.
+    pub records: Family<NamespaceLabel, Counter>,
+    pub objects: Family<NamespaceLabel, Counter>,
+    /// Compressed bytes written.
+    pub bytes: Family<NamespaceLabel, Counter>,
+    /// Records in a namespace's topic not yet archived (end offset minus what is written).
+    pub lag_records: Family<NamespaceLabel, Gauge>,
+    /// NDJSON bytes read and waiting to be written.
+    pub buffered_bytes: Gauge,
+    /// 1 while the archive stage consumes.
+    pub running: Gauge,
+}
+
 /// Every metric the server exports, shared by the stages that update them.
 pub struct Metrics {
     registry: Registry,
@@ -55,6 +71,7 @@ pub struct Metrics {
     /// Set while the ingest thread runs.
     pub ingest_running: AtomicBool,
     pub kafka: KafkaMetrics,
+    pub archive: ArchiveMetrics,
 }
 
 impl Default for Metrics {
@@ -133,6 +150,37 @@ impl Default for Metrics {
             "Records sent by the consume endpoint",
             kafka.streamed.clone(),
         );
+        let archive = ArchiveMetrics::default();
+        registry.register(
+            "archive_records",
+            "Records written to the archive",
+            archive.records.clone(),
+        );
+        registry.register(
+            "archive_objects",
+            "Objects written to the archive",
+            archive.objects.clone(),
+        );
+        registry.register(
+            "archive_bytes",
+            "Compressed bytes written to the archive",
+            archive.bytes.clone(),
+        );
+        registry.register(
+            "archive_lag_records",
+            "Records in a namespace's topic not yet archived",
+            archive.lag_records.clone(),
+        );
+        registry.register(
+            "archive_buffered_bytes",
+            "NDJSON bytes read by the archive stage and not yet written",
+            archive.buffered_bytes.clone(),
+        );
+        registry.register(
+            "archive_running",
+            "1 while the archive stage consumes",
+            archive.running.clone(),
+        );
         Metrics {
             registry,
             indexed,
@@ -144,6 +192,7 @@ impl Default for Metrics {
             commits,
             ingest_running: AtomicBool::new(false),
             kafka,
+            archive,
         }
     }
 }

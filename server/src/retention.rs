@@ -2,15 +2,21 @@
 //! (days in the database, else the configured default) are deleted. The deletes are queued
 //! in the namespace's writer and committed by the ingest thread with its next commit, so
 //! the index's commit payload always matches what it holds; Tantivy's merges then drop the
-//! deleted documents from disk. The namespace's Kafka topic retention is separate.
+//! deleted documents from disk. Rehydrated time ranges are left alone until their keep
+//! period ends (`archive::kept`). The namespace's Kafka topic retention is separate.
 
+use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::DatabaseConnection;
+use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery};
+use tantivy::Term;
 
+use crate::archive::KeptRanges;
 use crate::config::RetentionConfig;
+use crate::search::schema::Fields;
 use crate::search::IndexRegistry;
 use crate::{db, Result};
 
@@ -20,6 +26,7 @@ pub struct Retention {
     config: RetentionConfig,
     registry: Arc<IndexRegistry>,
     db: DatabaseConnection,
+    kept: Arc<KeptRanges>,
 }
 
 impl Retention {
@@ -27,11 +34,13 @@ impl Retention {
         config: RetentionConfig,
         registry: Arc<IndexRegistry>,
         db: DatabaseConnection,
+        kept: Arc<KeptRanges>,
     ) -> Retention {
         Retention {
             config,
             registry,
             db,
+            kept,
         }
     }
 
@@ -52,6 +61,8 @@ impl Retention {
 
     /// One pass: queues the deletes of every expired record.
     pub async fn apply(&self, now: chrono::DateTime<chrono::Utc>) -> Result<()> {
+        // No rehydrate adds a kept range between reading the ranges and queueing deletes.
+        let _pass = self.kept.hold().await;
         let now_nanos = now.timestamp_nanos_opt().unwrap_or(i64::MAX);
         let rows = db::namespaces::all(&self.db).await?;
         for name in self.registry.names() {
@@ -64,10 +75,13 @@ impl Retention {
                 continue;
             };
             let cutoff = now_nanos.saturating_sub(days.saturating_mul(NANOS_PER_DAY));
+            let keep = self.kept.active(&name, now).await?;
             let registry = self.registry.clone();
             let index_name = index.name.clone();
             tokio::task::spawn_blocking(move || match registry.get(&index_name) {
-                Some(index) => index.delete_older_than(cutoff),
+                Some(index) => index
+                    .queue_delete(expired(&index.fields, cutoff, &keep))
+                    .map(|_| ()),
                 None => Ok(()),
             })
             .await
@@ -76,4 +90,27 @@ impl Retention {
         }
         Ok(())
     }
+}
+
+/// Records older than `cutoff` (nanoseconds) outside the `keep` ranges (`[from, to)`).
+fn expired(fields: &Fields, cutoff: i64, keep: &[(i64, i64)]) -> Box<dyn Query> {
+    let time = |nanos: i64| {
+        Term::from_field_date(fields.time, tantivy::DateTime::from_timestamp_nanos(nanos))
+    };
+    let older: Box<dyn Query> = Box::new(RangeQuery::new(
+        Bound::Unbounded,
+        Bound::Excluded(time(cutoff)),
+    ));
+    if keep.is_empty() {
+        return older;
+    }
+    let mut clauses = vec![(Occur::Must, older)];
+    for &(from, to) in keep {
+        let range: Box<dyn Query> = Box::new(RangeQuery::new(
+            Bound::Included(time(from)),
+            Bound::Excluded(time(to)),
+        ));
+        clauses.push((Occur::MustNot, range));
+    }
+    Box::new(BooleanQuery::new(clauses))
 }

@@ -1,6 +1,7 @@
 //! The REST API under `/api/v1`, and the health endpoint.
 
 pub mod access;
+mod archive;
 mod kafka_stream;
 pub mod namespaces_admin;
 mod openapi;
@@ -41,6 +42,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .configure(access::routes)
         .configure(namespaces_admin::routes)
+        .configure(archive::routes)
         .configure(kafka_stream::routes)
         .configure(saved_searches::routes);
 }

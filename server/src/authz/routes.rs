@@ -70,6 +70,11 @@ pub const ROUTES: &[(&str, Access)] = &[
     ("/api/v1/admin/fleet/config", Access::Admin),
     // Only namespaces in the caller's scope; the handler checks and audits.
     ("/api/v1/namespaces/{ns}/stream", Access::SignedIn),
+    // The archive: listing and rehydrate status narrowed to the caller's scope; rehydrate
+    // for admins and the namespace's owners (the handlers check and audit).
+    ("/api/v1/archive", Access::SignedIn),
+    ("/api/v1/archive/rehydrate", Access::SignedIn),
+    ("/api/v1/archive/rehydrate/{id}", Access::SignedIn),
     // Saved searches: each caller sees theirs and those shared with them (the handler checks).
     ("/api/v1/saved-searches", Access::SignedIn),
     ("/api/v1/saved-searches/{id}", Access::SignedIn),
@@ -192,6 +197,7 @@ mod tests {
             include_str!("../api/access.rs"),
             include_str!("../api/namespaces_admin.rs"),
             include_str!("../api/kafka_stream.rs"),
+            include_str!("../api/archive.rs"),
             include_str!("../api/saved_searches.rs"),
             include_str!("../dashboard/mod.rs"),
             include_str!("../dashboard/pages.rs"),

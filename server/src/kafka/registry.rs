@@ -34,8 +34,8 @@ pub struct CreateNamespace {
     pub retention_bytes: Option<i64>,
     /// Days the index keeps records (absent: the server default).
     pub retention_days: Option<i32>,
-    #[serde(default)]
-    pub archive: bool,
+    /// Archive the namespace's records (absent: `archive.by_default`).
+    pub archive: Option<bool>,
     /// The group whose members own the namespace.
     pub owner_group: Option<String>,
     /// Take over the existing topic as it is instead of creating one.
@@ -153,7 +153,7 @@ impl Caller<'_> {
 
     /// An owner of `entry`: an owner binding over it, or (signed in, not through a token)
     /// a member of its owner group.
-    fn owns(&self, entry: &Model) -> bool {
+    pub(crate) fn owns(&self, entry: &Model) -> bool {
         self.scope.owns(&entry.name)
             || (self.principal.token.is_none()
                 && entry
@@ -331,7 +331,7 @@ impl NamespaceRegistry {
             replication_factor: Some(state.replication_factor),
             retention_ms: state.retention_ms,
             retention_bytes: state.retention_bytes,
-            archive: request.archive,
+            archive: request.archive.unwrap_or(self.config.archive.by_default),
             owner_group: group,
         };
         let row = namespaces::save_registry_entry(&self.db, row).await?;

@@ -98,27 +98,30 @@ impl NamespaceIndex {
         Ok(())
     }
 
-    /// Queues the deletion of every record older than `cutoff_nanos`; the next ingest commit
-    /// applies it.
-    pub fn delete_older_than(&self, cutoff_nanos: i64) -> Result<()> {
-        let upper = tantivy::Term::from_field_date(
-            self.fields.time,
-            tantivy::DateTime::from_timestamp_nanos(cutoff_nanos),
-        );
-        let query = tantivy::query::RangeQuery::new(
-            std::ops::Bound::Unbounded,
-            std::ops::Bound::Excluded(upper),
-        );
-        self.writer
+    /// Queues a delete that does not come from ingest (retention, rehydrate) in the writer;
+    /// the ingest writer commits it with its next commit. Returns its opstamp: it is
+    /// committed once the index's last commit has a greater one.
+    pub fn queue_delete(&self, query: Box<dyn tantivy::query::Query>) -> Result<u64> {
+        let opstamp = self
+            .writer
             .lock()
             .expect("writer lock")
-            .delete_query(Box::new(query))?;
+            .delete_query(query)?;
         self.pending_deletes
             .store(true, std::sync::atomic::Ordering::SeqCst);
-        Ok(())
+        Ok(opstamp)
     }
 
-    /// Whether deletes wait for a commit; clears the flag.
+    /// Queues a document that does not come from ingest (a rehydrated record), committed
+    /// like [`NamespaceIndex::queue_delete`]; returns its opstamp.
+    pub fn queue_add(&self, doc: TantivyDocument) -> Result<u64> {
+        let opstamp = self.writer.lock().expect("writer lock").add_document(doc)?;
+        self.pending_deletes
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(opstamp)
+    }
+
+    /// Whether queued changes (deletes, rehydrated records) wait for a commit; clears the flag.
     pub fn take_pending_deletes(&self) -> bool {
         self.pending_deletes
             .swap(false, std::sync::atomic::Ordering::SeqCst)

@@ -14,39 +14,8 @@ use std::time::{Duration, Instant};
 
 use bitesize_server::archive::line::ArchivedRecord;
 use bitesize_server::archive::object_name::ObjectName;
-use common::{kafka_bootstrap, unique, Server};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
+use common::{create_topic, producer, unique, Server};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-
-async fn create_topic(topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap())
-        .create()
-        .unwrap();
-    let result = admin
-        .create_topics(
-            [&NewTopic::new(
-                topic,
-                partitions,
-                TopicReplication::Fixed(1),
-            )],
-            &AdminOptions::new(),
-        )
-        .await
-        .unwrap();
-    assert!(result[0].is_ok(), "{result:?}");
-}
-
-fn producer() -> FutureProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap())
-        .set("linger.ms", "20")
-        .set("queue.buffering.max.messages", "500000")
-        .create()
-        .unwrap()
-}
 
 /// Produces `count` records numbered from `first` (`log` = `{tag} #{n}`), `age` old, keyed
 /// by number so they spread over the partitions.

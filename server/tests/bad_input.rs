@@ -8,9 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{cli, fresh_postgres_database, kafka_bootstrap, unique, Server};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use common::{cli, create_topic, fresh_postgres_database, kafka_bootstrap, unique, Server};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{json, Value};
@@ -24,21 +22,6 @@ const SQL_LOOKING: [&str; 6] = [
     "%_\\ LIKE '%' ESCAPE '\\'",
     "$1 ?; /* */ ' OR ''='",
 ];
-
-async fn create_topic(topic: &str) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap())
-        .create()
-        .unwrap();
-    let result = admin
-        .create_topics(
-            [&NewTopic::new(topic, 1, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
-        .await
-        .unwrap();
-    assert!(result[0].is_ok(), "{result:?}");
-}
 
 /// Sends `payloads` to `topic` in order, each acknowledged before the test goes on.
 async fn produce(topic: &str, payloads: &[Vec<u8>]) {
@@ -173,7 +156,7 @@ fn quote(value: &str) -> String {
 async fn server_with_topic(prefix: &str) -> (Server, String, String, tempfile::TempDir) {
     let namespace = format!("{prefix}-{}", unique());
     let topic = format!("logs.{namespace}");
-    create_topic(&topic).await;
+    create_topic(&topic, 1).await;
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"), &namespace, None);
     (server, namespace, topic, dir)

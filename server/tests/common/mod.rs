@@ -16,6 +16,38 @@ pub fn kafka_bootstrap() -> String {
     })
 }
 
+/// Creates `topic` on the test broker with `partitions` partitions.
+pub async fn create_topic(topic: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+        rdkafka::config::ClientConfig::new()
+            .set("bootstrap.servers", kafka_bootstrap())
+            .create()
+            .unwrap();
+    let result = admin
+        .create_topics(
+            [&NewTopic::new(
+                topic,
+                partitions,
+                TopicReplication::Fixed(1),
+            )],
+            &AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+    assert!(result[0].is_ok(), "{result:?}");
+}
+
+/// A producer to the test broker that batches (20 ms) and queues up to 500 000 records.
+pub fn producer() -> rdkafka::producer::FutureProducer {
+    rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .set("linger.ms", "20")
+        .set("queue.buffering.max.messages", "500000")
+        .create()
+        .unwrap()
+}
+
 pub fn postgres_url() -> String {
     std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| {
         panic!("this test needs PostgreSQL: run ./scripts/test, or set TEST_POSTGRES_URL=postgres://user@host:port/db")

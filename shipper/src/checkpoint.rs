@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::producer::DeliveryFuture;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc::Receiver;
+use tokio::sync::mpsc::{Receiver, UnboundedReceiver};
 
 use crate::fingerprint::{FileId, Head};
 use crate::metrics::Metrics;
@@ -172,6 +172,7 @@ pub struct Checkpointer {
     dead_letter: PathBuf,
     positions: HashMap<FileId, Position>,
     metrics: Arc<Metrics>,
+    registrations: Option<UnboundedReceiver<Position>>,
 }
 
 impl Checkpointer {
@@ -187,6 +188,67 @@ impl Checkpointer {
             dead_letter: dir.join("dead-letter.ndjson"),
             positions,
             metrics,
+            registrations: None,
+        }
+    }
+
+    /// Files the tailer opened for the first time: saved at once at the position reading
+    /// starts from, without waiting for the acknowledgements of earlier batches (minutes
+    /// behind when Kafka is slow or down). A file that is created and rotated away while
+    /// its first records wait, and the shipper is killed then, is found again on restart
+    /// only through a saved position. A position already held is never moved back.
+    pub fn with_registrations(mut self, registrations: UnboundedReceiver<Position>) -> Self {
+        self.registrations = Some(registrations);
+        self
+    }
+
+    /// Holds `first` and every registration already sent, then saves once if any was new.
+    fn register(&mut self, first: Position, rx: &mut UnboundedReceiver<Position>) {
+        let mut new = false;
+        let mut next = Some(first);
+        while let Some(position) = next {
+            if !self.positions.contains_key(&position.id()) {
+                self.metrics
+                    .file_checkpointed(position.id(), position.offset);
+                self.positions.insert(position.id(), position);
+                new = true;
+            }
+            next = rx.try_recv().ok();
+        }
+        if new {
+            self.try_save();
+        }
+    }
+
+    /// Awaits `work`, saving registrations that arrive meanwhile.
+    async fn registering<F: std::future::Future>(
+        &mut self,
+        registrations: &mut Option<UnboundedReceiver<Position>>,
+        work: F,
+    ) -> F::Output {
+        tokio::pin!(work);
+        loop {
+            let Some(rx) = registrations.as_mut() else {
+                return work.await;
+            };
+            tokio::select! {
+                biased;
+                registration = rx.recv() => match registration {
+                    Some(position) => self.register(position, rx),
+                    None => *registrations = None,
+                },
+                output = &mut work => return output,
+            }
+        }
+    }
+
+    /// Applies the registrations already sent: the tailer sends a file's registration
+    /// before any batch with its progress, so this keeps them in order.
+    fn drain_registrations(&mut self, registrations: &mut Option<UnboundedReceiver<Position>>) {
+        if let Some(rx) = registrations.as_mut() {
+            if let Ok(first) = rx.try_recv() {
+                self.register(first, rx);
+            }
         }
     }
 
@@ -197,10 +259,14 @@ impl Checkpointer {
     pub async fn run(mut self, mut rx: Receiver<PendingBatch>) -> Result<()> {
         let mut last_save = Instant::now();
         let mut dirty = false;
+        let mut registrations = self.registrations.take();
         loop {
             let batch = if dirty {
                 let wait = SAVE_INTERVAL.saturating_sub(last_save.elapsed());
-                match tokio::time::timeout(wait, rx.recv()).await {
+                match self
+                    .registering(&mut registrations, tokio::time::timeout(wait, rx.recv()))
+                    .await
+                {
                     Ok(batch) => batch,
                     Err(_idle) => {
                         dirty = !self.try_save();
@@ -209,12 +275,12 @@ impl Checkpointer {
                     }
                 }
             } else {
-                rx.recv().await
+                self.registering(&mut registrations, rx.recv()).await
             };
             let Some(batch) = batch else { break };
             let mut new_file = false;
             for delivery in batch.deliveries {
-                match delivery.await {
+                match self.registering(&mut registrations, delivery).await {
                     Ok(Ok(_)) => {
                         self.metrics.records_acked.inc();
                     }
@@ -233,6 +299,7 @@ impl Checkpointer {
             for refused in &batch.refused {
                 self.dead_letter(&refused.error, &refused.topic, &refused.payload)?;
             }
+            self.drain_registrations(&mut registrations);
             for progress in batch.progress {
                 match progress {
                     Progress::At(position) => {

@@ -139,6 +139,8 @@ pub async fn run_with_reload(
         let reload_shutdown = shutdown.clone();
         std::thread::spawn(move || watcher.run(reload_shutdown));
     }
+    let (registration_tx, registration_rx) = tokio::sync::mpsc::unbounded_channel();
+    tailer = tailer.with_registrations(registration_tx);
     let producer = produce::Producer::new(&config, metrics.clone())?;
     let flush_handle = Arc::new(producer.flush_handle());
     let checkpointer = checkpoint::Checkpointer::new(
@@ -146,7 +148,8 @@ pub async fn run_with_reload(
         &config.checkpoint_dir,
         loaded.positions,
         metrics.clone(),
-    );
+    )
+    .with_registrations(registration_rx);
 
     let probe = flush_handle.clone();
     let probe_metrics = metrics.clone();

@@ -73,6 +73,9 @@ pub struct Tailer {
     lines: Vec<LogLine>,
     /// Settings from a reloaded config file.
     reload: Option<std::sync::mpsc::Receiver<crate::reload::LiveSettings>>,
+    /// Files opened for the first time, told to the checkpointer at once (see
+    /// [`crate::checkpoint::Checkpointer::with_registrations`]).
+    registrations: Option<tokio::sync::mpsc::UnboundedSender<Position>>,
 }
 
 /// A file being read, and how far.
@@ -148,6 +151,7 @@ impl Tailer {
             chunk: vec![0; READ_CHUNK],
             lines: Vec::new(),
             reload: None,
+            registrations: None,
         })
     }
 
@@ -158,6 +162,23 @@ impl Tailer {
     }
 
     /// Takes new transforms and globs from `reload` while running.
+    /// Tells `registrations` of every file opened for the first time, before any of it is
+    /// acknowledged, so a restart finds it even if it rotated away in between.
+    pub fn with_registrations(
+        mut self,
+        registrations: tokio::sync::mpsc::UnboundedSender<Position>,
+    ) -> Tailer {
+        self.registrations = Some(registrations);
+        self
+    }
+
+    fn register(&self, file: &TailedFile) {
+        if let Some(tx) = &self.registrations {
+            // Closed only when the checkpointer has stopped, and then nothing is saved anyway.
+            let _ = tx.send(file.position());
+        }
+    }
+
     pub fn with_reload(
         mut self,
         reload: std::sync::mpsc::Receiver<crate::reload::LiveSettings>,
@@ -273,6 +294,7 @@ impl Tailer {
             match self.open_found(&path, id, source) {
                 Ok(Some(file)) => {
                     tracing::info!(path = %path.display(), offset = file.decoder.read_offset(), "following file");
+                    self.register(&file);
                     self.at_path.insert(path, id);
                     self.files.insert(id, file);
                 }
@@ -331,22 +353,21 @@ impl Tailer {
         };
         let decoder = self.decoders.decoder(0, &source.container);
         tracing::info!(path = %to.display(), was = %from.display(), "reading a file rotated away before it was seen");
-        self.files.insert(
+        let file = TailedFile {
             id,
-            TailedFile {
-                id,
-                path: from.to_owned(),
-                target: None,
-                source,
-                file,
-                head,
-                decoder,
-                rotated: Some(Instant::now()),
-                path_checked: None,
-                last_data: Instant::now(),
-                touched: true,
-            },
-        );
+            path: from.to_owned(),
+            target: None,
+            source,
+            file,
+            head,
+            decoder,
+            rotated: Some(Instant::now()),
+            path_checked: None,
+            last_data: Instant::now(),
+            touched: true,
+        };
+        self.register(&file);
+        self.files.insert(id, file);
         self.metrics.files_followed.set(self.files.len() as i64);
     }
 

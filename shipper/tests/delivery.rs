@@ -806,6 +806,50 @@ fn broker_stopped_for_30_s_pauses_reading_and_loses_nothing() {
     eprintln!("broker outage: {duplicated} lines duplicated");
 }
 
+/// Seen in the soak at 20 000 lines/s: a file created while Kafka was slow, rotated away
+/// before anything of it was acknowledged, and the shipper killed then, was forgotten on
+/// restart (its position only reached the checkpoint behind the acknowledgements).
+#[test]
+fn a_file_rotated_away_before_any_of_it_was_acknowledged_survives_kill_9() {
+    let mut broker = OwnBroker::start();
+    let mut scene = Scene::new("unacked");
+    scene.brokers = broker.address();
+    let shipper = scene.start_shipper("");
+    let first = scene.log_file("web-1");
+    write_lines(&mut append_to(&first), 0..100, None);
+    wait_until(
+        "the first lines acknowledged",
+        Duration::from_secs(60),
+        || {
+            scene.get("/metrics").is_some_and(|(_, b)| {
+                metric(&b, "bitesize_shipper_records_acknowledged_total") >= 100.0
+            })
+        },
+    );
+
+    // Kafka goes away: nothing of the new file can be acknowledged.
+    broker.stop();
+    let second = scene.log_file("web-2");
+    write_lines(&mut append_to(&second), 100..1_100, None);
+    wait_until("the new file followed", Duration::from_secs(30), || {
+        scene.shipper_log().contains("web-2")
+    });
+    // The registration is saved at once (the test would otherwise wait in vain below).
+    let checkpoints = scene.root.path().join("checkpoints/checkpoints.json");
+    wait_until(
+        "the new file in the checkpoint",
+        Duration::from_secs(10),
+        || std::fs::read_to_string(&checkpoints).is_ok_and(|c| c.contains("web-2")),
+    );
+    shipper.kill_9();
+    // Down: the file rotates away by rename and a new one takes its path.
+    std::fs::rename(&second, second.with_extension("log.1")).unwrap();
+    write_lines(&mut append_to(&second), 1_100..1_500, None);
+    broker.restart();
+    let _shipper = scene.start_shipper("");
+    expect_all_lines(&scene, "rotated away unacknowledged", 1_500);
+}
+
 #[test]
 fn config_file_changes_apply_without_a_restart() {
     let scene = Scene::new("reload");

@@ -18,7 +18,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc::Sender;
 
@@ -424,8 +424,11 @@ impl Tailer {
 
     /// Checkpointed files the globs no longer find: a rotation by rename while the shipper
     /// was down. Finished from their checkpoint when still beside their old path; forgotten
-    /// when gone.
+    /// when gone. Then the rotations of the same path that came after them and were never
+    /// seen (see [`Tailer::read_unseen_rotations`]).
     fn recover_moved_while_down(&mut self) {
+        // Glob path → its link target and the newest last write of its rotated files found.
+        let mut newest: HashMap<PathBuf, (Option<PathBuf>, SystemTime)> = HashMap::new();
         for (id, saved) in std::mem::take(&mut self.saved) {
             let dirs = rotation_dirs(&saved.path, saved.target.as_deref());
             let found = find_in_dirs(&dirs, saved.head(), saved.offset, Wanted::Renamed(id));
@@ -438,6 +441,12 @@ impl Tailer {
                         continue;
                     }
                     tracing::info!(path = %path.display(), was = %saved.path.display(), offset = saved.offset, "finishing a file rotated while stopped");
+                    if let Ok(modified) = file.metadata().and_then(|m| m.modified()) {
+                        let entry = newest
+                            .entry(saved.path.clone())
+                            .or_insert((saved.target.clone(), modified));
+                        entry.1 = entry.1.max(modified);
+                    }
                     let decoder = self.decoders.decoder(saved.offset, &source.container);
                     self.files.insert(
                         id,
@@ -462,7 +471,72 @@ impl Tailer {
                 }
             }
         }
+        for (path, (target, after)) in newest {
+            self.read_unseen_rotations(&path, target, after);
+        }
         self.metrics.files_followed.set(self.files.len() as i64);
+    }
+
+    /// Rotations of `path` (`x.log.1`, kubelet's `0.log.20261201-101500`; not compressed
+    /// ones) last written after `after` that no position knows: created and rotated away
+    /// while the shipper was down, or while it was too far behind to notice before being
+    /// killed. Every file the shipper opened is in the checkpoint (registered when opened,
+    /// forgotten only once finished), so a rotation newer than the newest one it knew was
+    /// never read: read whole.
+    fn read_unseen_rotations(&mut self, path: &Path, target: Option<PathBuf>, after: SystemTime) {
+        let bases: Vec<String> = [Some(path), target.as_deref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|p| Some(format!("{}.", p.file_name()?.to_str()?)))
+            .collect();
+        let Ok(source) = self.builder.source(path) else {
+            return;
+        };
+        for dir in rotation_dirs(path, target.as_deref()) {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                if !bases
+                    .iter()
+                    .any(|b| name.starts_with(b.as_str()) && name.len() > b.len())
+                    || name.ends_with(".gz")
+                {
+                    continue;
+                }
+                let rotated = entry.path();
+                let Ok(file) = File::open(&rotated) else {
+                    continue;
+                };
+                let Ok(meta) = file.metadata() else { continue };
+                let id = FileId::of(&meta);
+                let newer = meta.modified().is_ok_and(|m| m > after);
+                if !meta.is_file() || !newer || self.files.contains_key(&id) {
+                    continue;
+                }
+                let Ok(head) = Head::read(&file) else {
+                    continue;
+                };
+                tracing::info!(path = %rotated.display(), was = %path.display(), "reading a file rotated away before it was seen, while stopped");
+                let file = TailedFile {
+                    id,
+                    path: path.to_owned(),
+                    target: target.clone(),
+                    source: source.clone(),
+                    file,
+                    head,
+                    decoder: self.decoders.decoder(0, &source.container),
+                    rotated: Some(Instant::now()),
+                    path_checked: None,
+                    last_data: Instant::now(),
+                    touched: true,
+                };
+                self.register(&file);
+                self.files.insert(id, file);
+            }
+        }
     }
 
     /// Looks beside a truncated file for the copy copytruncate made, and follows it from
@@ -880,6 +954,57 @@ mod tests {
         };
         let mut restarted = tailer(dir.path(), ReadFrom::Beginning, saved(other));
         assert_eq!(messages(&mut restarted), ["one", "two"]);
+    }
+
+    #[test]
+    fn rotations_newer_than_the_known_ones_are_read_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(format!("a_ns_c-{ID}.log"));
+        let rotated = |n: u32| path.with_extension(format!("log.{n}"));
+        let pause = || std::thread::sleep(Duration::from_millis(20));
+        // Shipped and forgotten long ago.
+        append(&rotated(0), &line("zero"));
+        pause();
+        // Known: checkpointed after "one", then rotated away while the shipper was down.
+        append(&path, &(line("one") + &line("two")));
+        let file = File::open(&path).unwrap();
+        let id = FileId::of(&file.metadata().unwrap());
+        let head = Head::read(&file).unwrap();
+        std::fs::rename(&path, rotated(1)).unwrap();
+        pause();
+        // Never seen: created and rotated away before the restart.
+        append(&path, &line("three"));
+        std::fs::rename(&path, rotated(2)).unwrap();
+        pause();
+        append(&path, &line("four"));
+        let saved = HashMap::from([(
+            id,
+            Position {
+                path: path.clone(),
+                target: None,
+                dev: id.dev,
+                inode: id.inode,
+                head_len: head.len,
+                head_hash: head.hash,
+                offset: line("one").len() as u64,
+            },
+        )]);
+        let mut tailer = tailer(dir.path(), ReadFrom::Beginning, saved);
+        tailer.scan();
+        tailer.recover_moved_while_down();
+        let (tx, _rx) = tokio::sync::mpsc::channel(16);
+        tailer.pass(&tx).unwrap();
+        let mut got: Vec<String> = tailer
+            .batch
+            .records
+            .drain(..)
+            .map(|r| {
+                let record: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+                record["log"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        got.sort();
+        assert_eq!(got, ["four", "three", "two"]);
     }
 
     #[test]

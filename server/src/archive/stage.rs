@@ -309,8 +309,11 @@ impl Archiver {
                         tracing::warn!(error = %e, "archive consume error");
                         last_error = Some(Instant::now());
                     }
+                    // A short pause only: librdkafka paces its retries, and the errors it
+                    // queued during an outage must be taken quickly when the broker is back,
+                    // or the group rejoin (served by polls) waits behind them.
                     drop(partitions);
-                    std::thread::sleep(Duration::from_millis(500));
+                    std::thread::sleep(Duration::from_millis(10));
                     continue;
                 }
                 None => {}

@@ -15,7 +15,6 @@ use crate::app::AppState;
 use crate::archive::catalog::HourSummary;
 use crate::archive::{JobStatus, RehydrateRequest};
 use crate::authz::{self, Principal};
-use crate::config::Config;
 use crate::kafka::registry::Caller;
 use crate::search::{Selection, TimeRange};
 use crate::{db, Error, Result};
@@ -55,16 +54,9 @@ async fn list(
     )
     .map_err(Error::BadRequest)?;
     let store = &state.archive.store;
-    let requested = match params.namespace.as_deref().map(str::trim) {
-        None | Some("") => store.namespaces().await?,
-        Some(list) => {
-            let names: Vec<String> = list.split(',').map(|n| n.trim().to_owned()).collect();
-            for name in &names {
-                bitesize_record::validate_namespace(name)
-                    .map_err(|e| Error::BadRequest(e.to_string()))?;
-            }
-            names
-        }
+    let requested = match params.named_namespaces()? {
+        Some(names) => names,
+        None => store.namespaces().await?,
     };
     let namespaces = read.scope.filter(requested);
     let mut hours = Vec::new();
@@ -109,8 +101,7 @@ async fn rehydrate(
 ) -> Result<HttpResponse> {
     let request: RehydrateRequest = serde_json::from_slice(&bytes)
         .map_err(|e| Error::BadRequest(format!("request body: {e}")))?;
-    let config = Config::active();
-    let range = request.check(&config, chrono::Utc::now())?;
+    let range = request.check(&state.config, chrono::Utc::now())?;
     let scope = authz::scope_for(&state.db, &principal).await?;
     let caller = Caller {
         principal: &principal,

@@ -160,19 +160,31 @@ impl Read {
 }
 
 impl ReadParams {
+    /// The namespaces `namespace` names (comma-separated), each checked; `None` when it
+    /// names none (then the caller reads all it may).
+    pub fn named_namespaces(&self) -> Result<Option<Vec<String>>> {
+        let Some(list) = self
+            .namespace
+            .as_deref()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+        else {
+            return Ok(None);
+        };
+        let names: Vec<String> = list.split(',').map(|n| n.trim().to_owned()).collect();
+        for name in &names {
+            bitesize_record::validate_namespace(name)
+                .map_err(|e| Error::BadRequest(e.to_string()))?;
+        }
+        Ok(Some(names))
+    }
+
     /// What to read: the requested namespaces (all when none named) narrowed to `scope`.
     /// A namespace outside the scope is not an error: it simply has nothing to show.
     pub fn selection(&self, state: &AppState, scope: &NamespaceScope) -> Result<Selection> {
-        let requested = match self.namespace.as_deref().map(str::trim) {
-            None | Some("") => state.registry.names(),
-            Some(list) => {
-                let names: Vec<String> = list.split(',').map(|n| n.trim().to_owned()).collect();
-                for name in &names {
-                    bitesize_record::validate_namespace(name)
-                        .map_err(|e| Error::BadRequest(e.to_string()))?;
-                }
-                names
-            }
+        let requested = match self.named_namespaces()? {
+            Some(names) => names,
+            None => state.registry.names(),
         };
         let range = TimeRange::parse(self.from.as_deref(), self.to.as_deref(), chrono::Utc::now())
             .map_err(Error::BadRequest)?;

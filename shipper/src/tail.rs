@@ -862,8 +862,13 @@ mod tests {
 
     /// One scan and pass; the `log` of every record built.
     fn messages(tailer: &mut Tailer) -> Vec<String> {
-        let (tx, _rx) = tokio::sync::mpsc::channel(16);
         tailer.scan();
+        pass(tailer)
+    }
+
+    /// One pass; the `log` of every record built.
+    fn pass(tailer: &mut Tailer) -> Vec<String> {
+        let (tx, _rx) = tokio::sync::mpsc::channel(16);
         tailer.pass(&tx).unwrap();
         tailer
             .batch
@@ -992,17 +997,7 @@ mod tests {
         let mut tailer = tailer(dir.path(), ReadFrom::Beginning, saved);
         tailer.scan();
         tailer.recover_moved_while_down();
-        let (tx, _rx) = tokio::sync::mpsc::channel(16);
-        tailer.pass(&tx).unwrap();
-        let mut got: Vec<String> = tailer
-            .batch
-            .records
-            .drain(..)
-            .map(|r| {
-                let record: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
-                record["log"].as_str().unwrap().to_owned()
-            })
-            .collect();
+        let mut got = pass(&mut tailer);
         got.sort();
         assert_eq!(got, ["four", "three", "two"]);
     }

@@ -103,7 +103,7 @@ impl NamespaceWriter {
             };
             if closed || Instant::now() >= next_commit {
                 // Retention deletes (and other queued changes) ride on the next commit.
-                let queued = self.index.take_pending_deletes();
+                let queued = self.index.take_pending_changes();
                 if !changed.is_empty() || queued {
                     self.index.commit(&self.offsets)?;
                     self.metrics.commits.inc();

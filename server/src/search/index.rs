@@ -40,7 +40,7 @@ pub struct NamespaceIndex {
     writer: Mutex<IndexWriter>,
     /// Deletes are queued in the writer but not committed: the ingest thread commits them
     /// with its offsets, so the commit payload stays the truth about what the index holds.
-    pending_deletes: std::sync::atomic::AtomicBool,
+    pending_changes: std::sync::atomic::AtomicBool,
 }
 
 impl NamespaceIndex {
@@ -63,7 +63,7 @@ impl NamespaceIndex {
             index,
             reader,
             writer: Mutex::new(writer),
-            pending_deletes: std::sync::atomic::AtomicBool::new(false),
+            pending_changes: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -107,7 +107,7 @@ impl NamespaceIndex {
             .lock()
             .expect("writer lock")
             .delete_query(query)?;
-        self.pending_deletes
+        self.pending_changes
             .store(true, std::sync::atomic::Ordering::SeqCst);
         Ok(opstamp)
     }
@@ -116,14 +116,14 @@ impl NamespaceIndex {
     /// like [`NamespaceIndex::queue_delete`]; returns its opstamp.
     pub fn queue_add(&self, doc: TantivyDocument) -> Result<u64> {
         let opstamp = self.writer.lock().expect("writer lock").add_document(doc)?;
-        self.pending_deletes
+        self.pending_changes
             .store(true, std::sync::atomic::Ordering::SeqCst);
         Ok(opstamp)
     }
 
     /// Whether queued changes (deletes, rehydrated records) wait for a commit; clears the flag.
-    pub fn take_pending_deletes(&self) -> bool {
-        self.pending_deletes
+    pub fn take_pending_changes(&self) -> bool {
+        self.pending_changes
             .swap(false, std::sync::atomic::Ordering::SeqCst)
     }
 

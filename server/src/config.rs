@@ -4,7 +4,6 @@
 //! that name the key.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
@@ -472,9 +471,6 @@ impl Default for IngestConfig {
     }
 }
 
-/// What the last [`Config::load`] returned.
-static ACTIVE: RwLock<Option<Arc<Config>>> = RwLock::new(None);
-
 /// An absolute http(s) URL with a host; `https_unless_loopback`: plain http only on loopback.
 fn is_web_url(text: &str, https_unless_loopback: bool) -> bool {
     let Ok(url) = openidconnect::url::Url::parse(text) else {
@@ -541,18 +537,7 @@ impl Config {
             .extract()
             .map_err(|e| Error::Config(e.to_string()))?;
         config.validate()?;
-        *ACTIVE.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(config.clone()));
         Ok(config)
-    }
-
-    /// The configuration last loaded by [`Config::load`] (defaults before that). Request
-    /// handlers should read `AppState::config` instead (the sign-in routes do).
-    pub fn active() -> Arc<Config> {
-        ACTIVE
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .unwrap_or_default()
     }
 
     /// The base URL browsers reach this server at, without a trailing `/`.

@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use super::{Read, ReadParams};
 use crate::app::AppState;
 use crate::authz::Principal;
-use crate::config::{Config, StreamLimits};
+use crate::config::StreamLimits;
 use crate::kafka::consume::{Cursor, Start, TopicReader};
 use crate::metrics::NamespaceLabel;
 use crate::search::query::RecordFilter;
@@ -225,7 +225,7 @@ pub async fn stream(
             "namespace {namespace:?} is not in your scope"
         )));
     }
-    let config = Config::active();
+    let config = state.config.clone();
     let header = |name: &str| {
         request
             .headers()

@@ -32,7 +32,7 @@ fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T> {
 }
 
 pub(crate) fn registry(state: &AppState) -> Result<NamespaceRegistry> {
-    let config = Config::active();
+    let config = state.config.clone();
     Ok(NamespaceRegistry {
         admin: TopicAdmin::shared(&config.kafka)?,
         db: state.db.clone(),
@@ -138,5 +138,5 @@ pub async fn acl_plan(db: &sea_orm::DatabaseConnection, config: &Config) -> Resu
 #[utoipa::path(get, path = "/api/v1/admin/kafka/acls", tag = "kafka", security(("bearer" = []), ("session" = [])),
     responses((status = 200, description = "the Kafka ACLs each principal needs, with kafka-acls commands", body = acl::AclPlan), (status = 403, description = "not an admin", body = crate::error::ErrorBody)))]
 async fn acls(state: web::Data<AppState>) -> Result<HttpResponse> {
-    Ok(HttpResponse::Ok().json(acl_plan(&state.db, &Config::active()).await?))
+    Ok(HttpResponse::Ok().json(acl_plan(&state.db, &state.config).await?))
 }

@@ -10,44 +10,26 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bitesize_query::schema::{document, schema, Fields, Origin};
+use bitesize_query::schema::{document, index_settings, schema, Fields, Origin};
 use bitesize_record::Record;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 use serde_json::json;
 use tantivy::{Index, IndexWriter};
 
-use crate::kafka::TopicCounter;
+use crate::kafka::{self, TopicCounter};
 use crate::process;
-use crate::server::{dir_bytes, BenchServer};
+use crate::server::{dir_bytes, BenchArgs, BenchServer};
 use crate::shipper::PRODUCER;
 use crate::workload::{self, RecordMaker};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Scratch directory for the server's data and the bare loop's indexes.
-    #[arg(long)]
-    work_dir: PathBuf,
-    /// Kafka bootstrap servers.
-    #[arg(long)]
-    brokers: String,
-    /// The `bitesize` server binary (a release build).
-    #[arg(long)]
-    server_bin: PathBuf,
+    #[command(flatten)]
+    common: BenchArgs,
     #[arg(long, default_value_t = 2_000_000)]
     records: u64,
-    /// Container log files the records come from (spread over 5 namespaces).
-    #[arg(long, default_value_t = 10)]
-    files: usize,
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
-    /// Index writer memory per namespace, for the server (`ingest.writer_memory_mb`) and
-    /// the bare loop alike.
-    #[arg(long, default_value_t = 50)]
-    writer_memory_mb: usize,
     /// The broker's process, to report its CPU while the server consumes.
     #[arg(long)]
     broker_pid: Option<u32>,
@@ -78,12 +60,12 @@ struct Run {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let work = workload::fresh_dir(&args.work_dir)?.canonicalize()?;
+    let work = workload::fresh_dir(&args.common.work_dir)?.canonicalize()?;
     let run_id = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();
-    let files = workload::log_files(Path::new("/var/log/containers"), args.files);
-    let mut maker = RecordMaker::new(&files, args.seed);
+    let files = workload::log_files(Path::new("/var/log/containers"), args.common.files);
+    let mut maker = RecordMaker::new(&files, args.common.seed);
     let mut workload = Workload {
         records: Vec::with_capacity(args.records as usize),
         record_bytes: 0,
@@ -133,7 +115,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "index_size_ratio_vs_lines": round2(server.index_bytes as f64 / workload.line_bytes as f64),
         "bare_index_size_ratio": round2(bare.index_bytes as f64 / workload.record_bytes as f64),
         "decode_and_document_cpu_s": round2(decode_cpu),
-        "writer_memory_mb": args.writer_memory_mb,
+        "writer_memory_mb": args.common.writer_memory_mb,
     });
     println!("{summary}");
     Ok(())
@@ -205,10 +187,10 @@ fn produce(args: &Args, prefix: &str, workload: &Workload) -> anyhow::Result<()>
         .iter()
         .map(|ns| format!("{prefix}.{ns}"))
         .collect();
-    create_topics(&args.brokers, &topics)?;
+    kafka::create_topics(&args.common.brokers, &topics, PARTITIONS)?;
     let mut config = ClientConfig::new();
     config
-        .set("bootstrap.servers", &args.brokers)
+        .set("bootstrap.servers", &args.common.brokers)
         .set("enable.idempotence", "true")
         .set("message.timeout.ms", "0");
     for (key, value) in PRODUCER {
@@ -231,7 +213,7 @@ fn produce(args: &Args, prefix: &str, workload: &Workload) -> anyhow::Result<()>
         }
     }
     producer.flush(TIMEOUT)?;
-    let counter = TopicCounter::new(&args.brokers)?;
+    let counter = TopicCounter::new(&args.common.brokers)?;
     let expected = workload.records.len() as u64;
     counter.wait_for(&topics, expected, Duration::from_secs(120), || true)?;
     eprintln!(
@@ -242,35 +224,14 @@ fn produce(args: &Args, prefix: &str, workload: &Workload) -> anyhow::Result<()>
     Ok(())
 }
 
-fn create_topics(brokers: &str, topics: &[String]) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()?;
-    let new: Vec<NewTopic> = topics
-        .iter()
-        .map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1)))
-        .collect();
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    for result in runtime.block_on(admin.create_topics(&new, &options))? {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => anyhow::bail!("creating {topic}: {code}"),
-        }
-    }
-    Ok(())
-}
-
 /// The server from its start until a search counts every record.
 fn server_run(args: &Args, work: &Path, prefix: &str) -> anyhow::Result<Run> {
     let data_dir = work.join("server");
     let mut server = BenchServer::new(
-        &args.server_bin,
+        &args.common.server_bin,
         &data_dir,
         &[
-            ("BITESIZE_KAFKA__BROKERS", args.brokers.clone()),
+            ("BITESIZE_KAFKA__BROKERS", args.common.brokers.clone()),
             ("BITESIZE_KAFKA__GROUP_ID", format!("{prefix}-indexer")),
             ("BITESIZE_KAFKA__TOPIC_PATTERN", format!("^{prefix}\\..*")),
             (
@@ -279,7 +240,7 @@ fn server_run(args: &Args, work: &Path, prefix: &str) -> anyhow::Result<Run> {
             ),
             (
                 "BITESIZE_INGEST__WRITER_MEMORY_MB",
-                args.writer_memory_mb.to_string(),
+                args.common.writer_memory_mb.to_string(),
             ),
             // Kafka → index only: the archive stage would read every record a second time.
             ("BITESIZE_ARCHIVE__ENABLED", "false".to_owned()),
@@ -381,7 +342,7 @@ fn bare_run(args: &Args, work: &Path, workload: &Workload) -> anyhow::Result<Run
         thread_cpu(own, &HashMap::new()).into_iter().collect();
     let cpu_before = process::own_cpu_seconds();
     let started = Instant::now();
-    let mut indexer = BareIndexer::create(&dir, args.writer_memory_mb)?;
+    let mut indexer = BareIndexer::create(&dir, args.common.writer_memory_mb)?;
     for (namespace, payload) in &workload.records {
         indexer.add(namespace, payload)?;
     }
@@ -466,7 +427,10 @@ impl BareIndexer {
         if !self.writers.contains_key(namespace) {
             let dir = self.dir.join(namespace);
             std::fs::create_dir_all(&dir)?;
-            let index = Index::create_in_dir(&dir, schema().0)?;
+            let index = Index::builder()
+                .schema(schema().0)
+                .settings(index_settings())
+                .create_in_dir(&dir)?;
             let writer = index.writer(self.writer_memory)?;
             self.writers.insert(namespace.to_owned(), (writer, 0));
         }

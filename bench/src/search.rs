@@ -26,32 +26,18 @@ use tantivy::schema::Value;
 use tantivy::{DateTime, Index, IndexReader, Order, ReloadPolicy, TantivyDocument, Term};
 
 use crate::ingest::BareIndexer;
-use crate::server::{encode, quantile, BenchServer};
+use crate::server::{encode, quantile, BenchArgs, BenchServer};
 use crate::workload::{self, LineMaker, LogFile, RecordMaker};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Scratch directory: the server's data (with the loaded index), the shipper's files.
-    #[arg(long)]
-    work_dir: PathBuf,
-    /// Kafka bootstrap servers.
-    #[arg(long)]
-    brokers: String,
-    /// The `bitesize` server binary (a release build).
-    #[arg(long)]
-    server_bin: PathBuf,
+    #[command(flatten)]
+    common: BenchArgs,
     /// The `bitesize-shipper` binary (a release build), for the line-to-search delay.
     #[arg(long)]
     shipper_bin: PathBuf,
     #[arg(long, default_value_t = 10_000_000)]
     records: u64,
-    #[arg(long, default_value_t = 10)]
-    files: usize,
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
-    /// Index writer memory per namespace of the load (the server's default).
-    #[arg(long, default_value_t = 50)]
-    writer_memory_mb: usize,
     /// Keep the index a previous run loaded with the same records, files and seed.
     #[arg(long)]
     reuse_index: bool,
@@ -127,8 +113,8 @@ struct Search {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.work_dir)?;
-    let work = args.work_dir.canonicalize()?;
+    std::fs::create_dir_all(&args.common.work_dir)?;
+    let work = args.common.work_dir.canonicalize()?;
     let data_dir = work.join("server");
     let loaded = load(&args, &data_dir)?;
     let run_id = std::time::SystemTime::now()
@@ -141,10 +127,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_dir_all(data_dir.join("index").join(PROBE_NAMESPACE));
     let mut server = BenchServer::new(
-        &args.server_bin,
+        &args.common.server_bin,
         &data_dir,
         &[
-            ("BITESIZE_KAFKA__BROKERS", args.brokers.clone()),
+            ("BITESIZE_KAFKA__BROKERS", args.common.brokers.clone()),
             ("BITESIZE_KAFKA__GROUP_ID", format!("{prefix}-indexer")),
             ("BITESIZE_KAFKA__TOPIC_PATTERN", format!("^{prefix}\\..*")),
             (
@@ -203,7 +189,8 @@ fn load(args: &Args, data_dir: &Path) -> anyhow::Result<Loaded> {
     if args.reuse_index {
         if let Ok(text) = std::fs::read_to_string(&marker) {
             let loaded = Loaded::from_json(&serde_json::from_str(&text)?)?;
-            if (loaded.records, loaded.files, loaded.seed) == (args.records, args.files, args.seed)
+            if (loaded.records, loaded.files, loaded.seed)
+                == (args.records, args.common.files, args.common.seed)
             {
                 eprintln!(
                     "reusing the index of {} records in {}",
@@ -215,13 +202,13 @@ fn load(args: &Args, data_dir: &Path) -> anyhow::Result<Loaded> {
         }
     }
     workload::fresh_dir(data_dir)?;
-    let files = workload::log_files(Path::new("/var/log/containers"), args.files);
-    let mut maker = RecordMaker::new(&files, args.seed);
-    let mut indexer = BareIndexer::create(&data_dir.join("index"), args.writer_memory_mb)?;
+    let files = workload::log_files(Path::new("/var/log/containers"), args.common.files);
+    let mut maker = RecordMaker::new(&files, args.common.seed);
+    let mut indexer = BareIndexer::create(&data_dir.join("index"), args.common.writer_memory_mb)?;
     let mut loaded = Loaded {
         records: args.records,
-        files: args.files,
-        seed: args.seed,
+        files: args.common.files,
+        seed: args.common.seed,
         first_nanos: 0,
         last_nanos: 0,
         trace_ids: Vec::new(),
@@ -267,8 +254,8 @@ fn load(args: &Args, data_dir: &Path) -> anyhow::Result<Loaded> {
 /// metadata field, a numeric range, a needle) over a few time ranges (the last 15 minutes
 /// and the last hour of the data, all of it, 15 minutes somewhere in it).
 fn searches(args: &Args, loaded: &Loaded) -> Vec<Search> {
-    let mut rng = StdRng::seed_from_u64(args.seed);
-    let pod = &workload::log_files(Path::new("/"), args.files)[3].pod;
+    let mut rng = StdRng::seed_from_u64(args.common.seed);
+    let pod = &workload::log_files(Path::new("/"), args.common.files)[3].pod;
     let (first, last) = (loaded.first_nanos, loaded.last_nanos + 1);
     let minutes = |m: i64| m * 60 * 1_000_000_000;
     (0..args.queries)
@@ -557,7 +544,7 @@ fn line_to_search(
         "checkpoint_dir": state,
         "node_name": "bench-node",
         "topic_template": format!("{prefix}.{{namespace}}"),
-        "kafka": {"brokers": args.brokers, "create_topics": true, "topic_partitions": 1},
+        "kafka": {"brokers": args.common.brokers, "create_topics": true, "topic_partitions": 1},
     });
     let config_path = work.join("shipper.yaml");
     std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
@@ -577,7 +564,7 @@ fn line_to_search(
     let writer = {
         let stop = stop.clone();
         let rate = args.background_mb_per_s * 1_000_000;
-        let seed = args.seed;
+        let seed = args.common.seed;
         let paths: Vec<PathBuf> = background.iter().map(|f| f.path.clone()).collect();
         std::thread::spawn(move || write_until(&paths, rate, seed, &stop))
     };
@@ -585,7 +572,7 @@ fn line_to_search(
     let mut probe = std::fs::OpenOptions::new()
         .append(true)
         .open(&probe_file.path)?;
-    let mut rng = StdRng::seed_from_u64(args.seed);
+    let mut rng = StdRng::seed_from_u64(args.common.seed);
     let mut delays = Vec::with_capacity(args.probes);
     // Probe 0 waits for the shipper to start and the topic and index to exist: not counted.
     for i in 0..=args.probes {

@@ -8,6 +8,30 @@ use std::time::{Duration, Instant};
 
 use crate::process;
 
+/// The settings the ingest and search benches share: where they work, the broker, the
+/// server binary, and the generated records.
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Scratch directory: the server's data, the bare loop's indexes, the shipper's files.
+    #[arg(long)]
+    pub work_dir: PathBuf,
+    /// Kafka bootstrap servers.
+    #[arg(long)]
+    pub brokers: String,
+    /// The `bitesize` server binary (a release build).
+    #[arg(long)]
+    pub server_bin: PathBuf,
+    /// Container log files the records come from (spread over 5 namespaces).
+    #[arg(long, default_value_t = 10)]
+    pub files: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Index writer memory per namespace, for the server (`ingest.writer_memory_mb`) and
+    /// the bare loop alike (50: the server's default).
+    #[arg(long, default_value_t = 50)]
+    pub writer_memory_mb: usize,
+}
+
 pub struct BenchServer {
     bin: PathBuf,
     env: Vec<(String, String)>,

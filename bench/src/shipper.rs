@@ -3,21 +3,16 @@
 //! the other; then a footprint run writes 100 files at a fixed rate under each agent.
 
 use std::fs;
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 use serde_json::json;
 
-use crate::kafka::TopicCounter;
+use crate::kafka::{self, TopicCounter};
 use crate::process;
 use crate::workload::{self, LogFile};
 
@@ -272,7 +267,7 @@ impl Bench {
     fn spawn_rsyslog(&self, tag: &str, dir: &Path) -> anyhow::Result<(Child, String)> {
         let state = workload::fresh_dir(&self.args.work_dir.join(format!("rsyslog-{tag}")))?;
         let topic = format!("bench-{}-rsyslog-{tag}", self.run_id);
-        self.create_topics(std::slice::from_ref(&topic))?;
+        kafka::create_topics(&self.args.brokers, std::slice::from_ref(&topic), PARTITIONS)?;
         let brokers: Vec<String> = self
             .args
             .brokers
@@ -370,7 +365,7 @@ action(type="omkafka" broker=[{brokers}] topic="{topic}" template="bitesize_line
             records.len(),
             self.args.lines
         );
-        self.create_topics(&self.topics(&prefix))?;
+        kafka::create_topics(&self.args.brokers, &self.topics(&prefix), PARTITIONS)?;
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &self.args.brokers)
@@ -422,25 +417,6 @@ action(type="omkafka" broker=[{brokers}] topic="{topic}" template="bitesize_line
         Some(self.broker_cpu()? - before?)
     }
 
-    /// Creates `topics` with [`PARTITIONS`] partitions, as the shipper creates its own.
-    fn create_topics(&self, topics: &[String]) -> anyhow::Result<()> {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &self.args.brokers)
-            .create()?;
-        let new: Vec<NewTopic> = topics
-            .iter()
-            .map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1)))
-            .collect();
-        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-        for result in block_on(admin.create_topics(&new, &options))? {
-            match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((topic, code)) => anyhow::bail!("creating {topic}: {code}"),
-            }
-        }
-        Ok(())
-    }
-
     /// The agent follows `footprint_files` files written at `footprint_mb_per_s`; its CPU
     /// share and peak RSS over the run.
     fn footprint(&self, agent: &str) -> anyhow::Result<Footprint> {
@@ -482,24 +458,5 @@ action(type="omkafka" broker=[{brokers}] topic="{topic}" template="bitesize_line
             footprint.rss_mib
         );
         Ok(footprint)
-    }
-}
-
-/// Runs `future` on this thread (the admin client completes it from its own thread).
-fn block_on<F: Future>(future: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut context = Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
-            return output;
-        }
-        std::thread::park();
     }
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tantivy::directory::MmapDirectory;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument};
 
-use super::schema::{schema, Fields};
+use super::schema::{index_settings, schema, Fields};
 use crate::{Error, Result};
 
 /// Next offset to read, by topic and partition.
@@ -50,7 +50,10 @@ impl NamespaceIndex {
         let (schema, fields) = schema();
         let directory = MmapDirectory::open(dir)
             .map_err(|e| Error::Internal(format!("opening index {}: {e}", dir.display())))?;
-        let index = Index::open_or_create(directory, schema)?;
+        let index = Index::builder()
+            .schema(schema)
+            .settings(index_settings())
+            .open_or_create(directory)?;
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)

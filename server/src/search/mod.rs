@@ -4,6 +4,7 @@
 pub mod collectors;
 pub mod index;
 pub mod time;
+pub mod time_query;
 
 // The query language and the schema live in their own crate (`query/`), so the fuzz target
 // builds without the server's dependencies; re-exported under their old paths.
@@ -19,7 +20,7 @@ use serde::Serialize;
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{AllQuery, BooleanQuery, EnableScoring, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::{IndexRecordOption, Value};
-use tantivy::{DateTime, DocAddress, Searcher, TantivyDocument, Term};
+use tantivy::{DocAddress, Searcher, TantivyDocument, Term};
 
 pub use collectors::SortKey;
 pub use index::{IndexRegistry, IndexStats, NamespaceIndex, Offsets};
@@ -332,12 +333,7 @@ fn and(clauses: Vec<Box<dyn Query>>) -> Box<dyn Query> {
 
 /// `from <= time < to` (either bound optional).
 fn time_query(index: &NamespaceIndex, from: Option<i64>, to: Option<i64>) -> Box<dyn Query> {
-    let term = |nanos: i64| {
-        Term::from_field_date(index.fields.time, DateTime::from_timestamp_nanos(nanos))
-    };
-    let lower = from.map_or(Bound::Unbounded, |n| Bound::Included(term(n)));
-    let upper = to.map_or(Bound::Unbounded, |n| Bound::Excluded(term(n)));
-    Box::new(RangeQuery::new(lower, upper))
+    Box::new(time_query::TimeRangeQuery::new(index.fields.time, from, to))
 }
 
 /// The Bitesize query language (docs/query.md); a query that does not parse is a 400 that

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use bitesize_query::schema::{document, index_settings, schema, Fields, Origin};
 use bitesize_record::Record;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 use serde_json::json;
@@ -200,17 +199,7 @@ fn produce(args: &Args, prefix: &str, workload: &Workload) -> anyhow::Result<()>
     let started = Instant::now();
     for (namespace, payload) in &workload.records {
         let topic = format!("{prefix}.{namespace}");
-        let mut record = BaseRecord::<(), _>::to(&topic).payload(payload);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    producer.poll(Duration::from_millis(5));
-                }
-                Err((e, _)) => anyhow::bail!("producing: {e}"),
-            }
-        }
+        kafka::send(&producer, BaseRecord::<(), _>::to(&topic).payload(payload))?;
     }
     producer.flush(TIMEOUT)?;
     let counter = TopicCounter::new(&args.common.brokers)?;

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 use serde_json::json;
@@ -379,17 +378,7 @@ action(type="omkafka" broker=[{brokers}] topic="{topic}" template="bitesize_line
         let broker_before = self.broker_cpu();
         let start = Instant::now();
         for (topic, key, payload) in &records {
-            let mut record = BaseRecord::to(topic).key(key).payload(payload);
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        record = back;
-                        producer.poll(Duration::from_millis(5));
-                    }
-                    Err((e, _)) => anyhow::bail!("ceiling producer: {e}"),
-                }
-            }
+            kafka::send(&producer, BaseRecord::to(topic).key(key).payload(payload))?;
         }
         producer.flush(TIMEOUT)?;
         let seconds = start.elapsed().as_secs_f64();
